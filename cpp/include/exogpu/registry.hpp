@@ -1,0 +1,81 @@
+// Discovers the compiled-in backends, opens their runtimes, and merges one
+// physical device seen through several backends into one entry with aliases.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "exogpu/device.hpp"
+
+namespace exogpu {
+
+struct BackendStatus {
+  std::string name;
+  bool available = false;
+  std::string reason;  // why not available, in words a user can act on
+  int device_count = 0;
+  std::string runtime_version;
+};
+
+// Implemented by each backend; see cpp/src/backends/<name>/.
+class Backend {
+ public:
+  Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+  virtual ~Backend() = default;
+  [[nodiscard]] virtual std::string_view name() const noexcept = 0;
+  // Opens the runtime and enumerates devices. Never throws: failure is a
+  // status with a reason.
+  [[nodiscard]] virtual BackendStatus open() = 0;
+  // Devices found by open(), with ids "<name>:<index>".
+  [[nodiscard]] virtual std::vector<std::shared_ptr<Device>> devices() = 0;
+};
+
+// Which backends to open: EXOGPU_BACKENDS="cpu,vulkan" keeps only those;
+// "-cuda" drops one. Unknown names are an InvalidArgument.
+struct BackendSelection {
+  std::vector<std::string> include;  // empty: all
+  std::vector<std::string> exclude;
+  static BackendSelection parse(std::string_view spec);
+  static BackendSelection from_environment();
+  [[nodiscard]] bool selects(std::string_view backend) const;
+};
+
+class Registry {
+ public:
+  explicit Registry(const BackendSelection& selection);
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+  ~Registry();
+
+  // The process-wide registry, built on first use from EXOGPU_BACKENDS.
+  [[nodiscard]] static Registry& instance();
+
+  [[nodiscard]] const std::vector<BackendStatus>& backends() const noexcept { return status_; }
+  // One entry per physical device, under its preferred id, aliases filled in.
+  [[nodiscard]] const std::vector<std::shared_ptr<Device>>& devices() const noexcept {
+    return physical_;
+  }
+  // Every device of every backend, aliases included.
+  [[nodiscard]] const std::vector<std::shared_ptr<Device>>& all_devices() const noexcept {
+    return all_;
+  }
+  // A device by any of its ids; an alias id gives the device of that backend.
+  // Throws InvalidArgument naming the id and the ids there are.
+  [[nodiscard]] std::shared_ptr<Device> device(std::string_view id) const;
+
+  // Names of every backend this build knows, compiled in or not.
+  [[nodiscard]] static const std::vector<std::string>& known_backends();
+
+ private:
+  void merge_aliases();
+  std::vector<std::unique_ptr<Backend>> backends_;
+  std::vector<BackendStatus> status_;
+  std::vector<std::shared_ptr<Device>> all_;
+  std::vector<std::shared_ptr<Device>> physical_;
+};
+
+}  // namespace exogpu

@@ -1,0 +1,5 @@
+import sys
+
+from exogpu.cli import main
+
+sys.exit(main())
