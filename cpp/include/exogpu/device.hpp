@@ -191,6 +191,14 @@ class Device : public std::enable_shared_from_this<Device> {
                                           std::size_t dst_offset, const Buffer& src,
                                           std::size_t src_offset, std::size_t n);
 
+  // Built-in throughput kernel for the compute probe: enqueues on `stream` a
+  // kernel of `iterations` rounds of fused multiply-adds over the float32
+  // elements of `buffer` (results written back, so nothing is elided) and
+  // returns the floating-point operations it will perform; 0 means this
+  // backend has no such kernel.
+  [[nodiscard]] virtual double launch_fma(Stream& stream, const Buffer& buffer,
+                                          std::uint32_t iterations);
+
  protected:
   explicit Device(DeviceInfo info);
   // Throws OutOfMemory when the backend cannot satisfy the request; n > 0.
