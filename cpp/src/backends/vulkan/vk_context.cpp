@@ -155,8 +155,7 @@ std::shared_ptr<DeviceContext> DeviceContext::create(std::shared_ptr<Instance> i
   info.pQueueCreateInfos = queue_infos.data();
   info.enabledExtensionCount = static_cast<std::uint32_t>(extensions.size());
   info.ppEnabledExtensionNames = extensions.data();
-  check(ifn.vkCreateDevice(pd.handle, &info, nullptr, &self->device_), "vkCreateDevice",
-        self->id_);
+  self->check(ifn.vkCreateDevice(pd.handle, &info, nullptr, &self->device_), "vkCreateDevice");
 
   auto gdpa = ifn.vkGetDeviceProcAddr;
   VkDevice device = self->device_;

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string_view>
+#include <utility>
 
 #include "exogpu/error.hpp"
 #include "vk_error.hpp"
