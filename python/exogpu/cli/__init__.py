@@ -14,9 +14,7 @@ from collections.abc import Sequence
 
 from exogpu._core import Error
 
-COMMAND_MODULES = (
-    "exogpu.cli.devices",
-)
+COMMAND_MODULES = ("exogpu.cli.devices",)
 
 
 def build_parser() -> argparse.ArgumentParser:
