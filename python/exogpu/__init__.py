@@ -22,9 +22,9 @@ from exogpu._core import (
     OutOfMemory,
     Pool,
     Stream,
-    core_version,
     all_devices,
     backends,
+    core_version,
     device,
     devices,
 )
