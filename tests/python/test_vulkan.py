@@ -62,13 +62,23 @@ def _vulkaninfo_heaps() -> list[list[tuple[int, bool]]]:
         ["vulkaninfo", "--text"], capture_output=True, text=True, check=True
     ).stdout
     gpus: list[list[tuple[int, bool]]] = []
-    for block in re.split(r"^GPU\d+:$", text, flags=re.MULTILINE)[1:]:
-        heaps = re.findall(
-            r"memoryHeaps\[\d+\]:\s*size\s*=\s*(\d+).*?flags:[^\n]*\n((?:\s+\S.*\n)*?)\s*memory",
-            block,
-            re.DOTALL,
-        )
-        gpus.append([(int(size), "DEVICE_LOCAL" in flags) for size, flags in heaps])
+    heap: list[Any] | None = None  # [size, device_local] of the heap being read
+    for line in text.splitlines():
+        stripped = line.strip()
+        if re.fullmatch(r"GPU\d+:", line):
+            gpus.append([])
+            heap = None
+        elif re.fullmatch(r"memoryHeaps\[\d+\]:", stripped) and gpus:
+            heap = [0, False]
+            gpus[-1].append((0, False))
+        elif heap is not None and (m := re.fullmatch(r"size\s*=\s*(\d+).*", stripped)):
+            heap[0] = int(m.group(1))
+            gpus[-1][-1] = (heap[0], heap[1])
+        elif heap is not None and stripped == "MEMORY_HEAP_DEVICE_LOCAL_BIT":
+            heap[1] = True
+            gpus[-1][-1] = (heap[0], heap[1])
+        elif stripped.startswith("memoryTypes"):
+            heap = None
     return gpus
 
 
