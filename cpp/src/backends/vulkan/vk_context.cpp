@@ -1,6 +1,7 @@
 #include "vk_context.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "exogpu/error.hpp"
@@ -73,8 +74,8 @@ int pick_memory_type(const VkPhysicalDeviceMemoryProperties& memory, std::uint32
          (VK_MEMORY_PROPERTY_PROTECTED_BIT | VK_MEMORY_PROPERTY_LAZILY_ALLOCATED_BIT)) != 0) {
       continue;
     }
-    long score = 4L * __builtin_popcount(type.propertyFlags & preferred) -
-                 2L * __builtin_popcount(type.propertyFlags & avoided);
+    long score = 4L * std::popcount(type.propertyFlags & preferred) -
+                 2L * std::popcount(type.propertyFlags & avoided);
     if (score > best_score) {
       best = static_cast<int>(i);
       best_score = score;
