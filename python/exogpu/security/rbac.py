@@ -331,7 +331,8 @@ class QuotaLedger:
         self.principal = principal
         self.limit = limit
         self.used = 0
-        self._lock = threading.Lock()
+        # re-entrant: a buffer's finalizer (which releases) can run inside reserve()
+        self._lock = threading.RLock()
 
     def reserve(self, nbytes: int) -> None:
         with self._lock:

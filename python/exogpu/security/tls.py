@@ -54,7 +54,7 @@ __all__ = [
 _UTC = dt.timezone.utc
 
 
-class PinMismatch(ssl.SSLError):
+class PinMismatch(ConnectionError):
     """The peer's public key matches none of the pins."""
 
 
