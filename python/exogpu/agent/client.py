@@ -23,7 +23,10 @@ __all__ = ["AgentClient", "AgentError"]
 class AgentError(RuntimeError):
     def __init__(self, status: int, body: str, path: str):
         try:
-            message = json.loads(body).get("error", body)
+            parsed = json.loads(body)
+            message = parsed.get("error", body)
+            if parsed.get("problems"):
+                message = f"{message}: " + "; ".join(map(str, parsed["problems"]))
         except (ValueError, AttributeError):
             message = body
         super().__init__(f"{path}: HTTP {status}: {str(message).strip()}")

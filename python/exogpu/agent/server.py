@@ -26,6 +26,7 @@ import json
 import logging
 import secrets
 import signal
+import ssl
 import threading
 import time
 from collections import Counter
@@ -51,7 +52,6 @@ _log = logging.getLogger("exogpu.agent")
 # returns what the caller needs to connect (e.g. {"port": 5201}).
 NetworkProbeHook = Callable[[str, str], Awaitable[dict[str, Any]]]
 
-PRINCIPAL = "exogpu.principal"  # request key
 
 
 @dataclass
@@ -89,7 +89,10 @@ class Agent:
             if not f.exists():
                 raise FileNotFoundError(f"{f} not found (create it with `exogpu certs init "
                                         f"{config.certs} --node {config.node}`)")
-        self.tls = ReloadingServerContext(files.cert, files.key, files.ca)
+        self.tls = ReloadingServerContext(files.cert, files.key, files.ca,
+                                          observer=self._on_handshake)
+        self.handshakes = Counter[str]()
+        self._background: set[asyncio.Task[None]] = set()
         self.access = AccessControl(load_policy(config.policy))
         self._policy_stamp = config.policy.stat().st_mtime_ns
         self.audit = AuditLog(config.audit_log, durability=config.audit_durability)
@@ -109,6 +112,19 @@ class Agent:
         else:  # flush/fsync wait for the writer: not on the event loop
             await asyncio.get_running_loop().run_in_executor(
                 None, functools.partial(self.audit.log, event, severity, **kwargs))
+
+    def _on_handshake(self, sslobj: ssl.SSLObject, error: ssl.SSLError | None) -> None:
+        """Runs on the event loop inside the handshake: count it, audit it later."""
+        if error is None:
+            self.handshakes["ok"] += 1
+            return  # the request that follows is audited with the principal
+        self.handshakes["refused"] += 1
+        reason = getattr(error, "verify_message", None) or error.reason or str(error)
+        task = asyncio.get_running_loop().create_task(self._audit(
+            EventType.AUTH_FAILURE, Severity.WARNING, outcome="denied",
+            details={"reason": str(reason), "error": str(error)}))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- app -----------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -131,7 +147,6 @@ class Agent:
         try:
             if principal is None:  # cannot happen with CERT_REQUIRED; refuse anyway
                 raise web.HTTPUnauthorized(text="client certificate required\n")
-            request[PRINCIPAL] = principal
             response = await handler(request)
             status = response.status
             return response
@@ -153,7 +168,7 @@ class Agent:
 
     async def _require(self, request: web.Request, permission: Permission,
                        device: str | None = None) -> str:
-        principal = request[PRINCIPAL]
+        principal = _principal_of(request) or ""
         if self.access.allowed(principal, permission, device):
             return principal
         self.denied += 1
@@ -200,12 +215,16 @@ class Agent:
             reqs.add(n, method=method, path=path, status=str(status))
         denied = Metric("exogpu_agent_denied_total", "counter",
                         "Requests refused by the policy.").add(self.denied)
+        shakes = Metric("exogpu_agent_tls_handshakes_total", "counter",
+                        "TLS handshakes, completed or refused.")
+        for outcome in ("ok", "refused"):
+            shakes.add(self.handshakes[outcome], outcome=outcome)
         written = Metric("exogpu_audit_events_written_total", "counter",
                          "Audit records written.").add(self.audit.written)
         dropped = Metric("exogpu_audit_events_dropped_total", "counter",
                          "Audit events dropped because the queue was full.").add(
                              self.audit.dropped)
-        return web.Response(text=render([total, free, reqs, denied, written, dropped]),
+        return web.Response(text=render([total, free, reqs, denied, shakes, written, dropped]),
                             content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
@@ -245,7 +264,7 @@ class Agent:
         text = await request.text()
         async with self._policy_lock:
             try:
-                policy = parse_policy(text, "request body")
+                policy = parse_policy(text)
             except PolicyError as exc:
                 await self._audit(EventType.POLICY_REJECTED, Severity.WARNING,
                                   principal=principal, outcome="failure",
@@ -346,6 +365,8 @@ class Agent:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self._audit(EventType.SYSTEM_STOP, details={"node": self.config.node})
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
 

@@ -23,7 +23,7 @@ import ipaddress
 import os
 import ssl
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,21 +245,46 @@ def client_context(cert: str | os.PathLike[str], key: str | os.PathLike[str],
     return ctx
 
 
+HandshakeObserver = Callable[[ssl.SSLObject, "ssl.SSLError | None"], None]
+
+
+def _observed_sslobject(observer: HandshakeObserver) -> type[ssl.SSLObject]:
+    """An SSLObject class reporting each finished handshake, failed or not. asyncio
+    drops failed handshakes silently (and without sending the alert), so this is the
+    only place a server on asyncio can see and audit them."""
+
+    class ObservedSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except ssl.SSLError as exc:
+                observer(self, exc)
+                raise
+            observer(self, None)
+
+    return ObservedSSLObject
+
+
 class ReloadingServerContext:
     """A server context whose certificate, key and CA can be replaced while running.
 
     `context` is the one given to the server; each new handshake is moved to the
     context built from the files at the last `reload()`. Connections already open
-    keep what they negotiated."""
+    keep what they negotiated. `observer`, if given, is told of every handshake
+    (the SSL object and the error, None on success)."""
 
     def __init__(self, cert: str | os.PathLike[str], key: str | os.PathLike[str],
-                 ca: str | os.PathLike[str]):
+                 ca: str | os.PathLike[str], observer: HandshakeObserver | None = None):
         self.files = NodeFiles(Path(cert), Path(key), Path(ca))
         self._current = server_context(cert, key, ca)
         self._stamp = self._file_stamp()
         self._lock = threading.Lock()
         self.context = server_context(cert, key, ca)
         self.context.sni_callback = self._pick
+        if observer is not None:
+            self.context.sslobject_class = _observed_sslobject(observer)
 
     def _pick(self, sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
               ctx: ssl.SSLContext) -> None:
