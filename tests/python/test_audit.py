@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import threading
@@ -50,7 +51,7 @@ def test_records_are_chained(tmp_path: Path, durability: Any) -> None:
     recs = records(path)
     assert [r["seq"] for r in recs] == list(range(6))
     assert recs[0]["prev"] == GENESIS
-    assert all(b["prev"] == a["hash"] for a, b in zip(recs, recs[1:]))
+    assert all(b["prev"] == a["hash"] for a, b in itertools.pairwise(recs))
     assert recs[2]["details"] == {"nbytes": 2, "note": "ünïcode \"quoted\""}
     assert recs[5]["type"] == "security.access_denied" and recs[5]["severity"] == "warning"
     assert list(recs[0]) == ["seq", "ts", "type", "severity", "principal", "device", "outcome",
@@ -82,7 +83,7 @@ def test_fsync_mode_returns_only_once_on_disk_with_group_commit(tmp_path: Path) 
             for i in range(40):
                 seq = log.log(EventType.COMPUTE_EXECUTE, principal=f"t{k}", details={"i": i})
                 # on return the record is in the file (and was fsynced before log returned)
-                assert log._durable_seq >= seq  # noqa: SLF001 - the guarantee under test
+                assert log._durable_seq >= seq
                 seen_on_return.append(True)
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
         for t in threads:
@@ -201,7 +202,7 @@ def test_full_queue_drops_are_counted_and_audited(tmp_path: Path) -> None:
     try:
         log.log(EventType.SYSTEM_START)
         deadline = time.monotonic() + 5
-        while log._pending and time.monotonic() < deadline:  # noqa: SLF001
+        while log._pending and time.monotonic() < deadline:
             time.sleep(0.001)  # the writer took the first event and is stalled
         results = [log.log(EventType.MEMORY_FREE, details={"i": i}) for i in range(10)]
         assert results[:4] == [1, 2, 3, 4]
@@ -221,7 +222,7 @@ def test_full_queue_blocks_until_room(tmp_path: Path) -> None:
     log = StalledLog(tmp_path / "audit.log", max_pending=2, on_full="block")
     try:
         log.log(EventType.SYSTEM_START)
-        while log._pending:  # noqa: SLF001
+        while log._pending:
             time.sleep(0.001)
         log.log(EventType.DEVICE_LIST)
         log.log(EventType.DEVICE_LIST)

@@ -114,7 +114,7 @@ def test_deleted_rotated_file_in_the_middle(log_path: Path) -> None:
 
 
 def test_first_record_replaced(log_path: Path) -> None:
-    f, i = locate(log_path, 0)
+    f, _i = locate(log_path, 0)
     lines = lines_of(f)
     rec = json.loads(lines[0])
     assert rec["seq"] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import itertools
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_four_roles_over_fourteen_permissions() -> None:
     assert ROLE_PERMISSIONS[Role.ADMIN] == frozenset(Permission)
     # each role strictly extends the one below
     chain = [ROLE_PERMISSIONS[r] for r in (Role.MONITOR, Role.USER, Role.POWER_USER, Role.ADMIN)]
-    assert all(a < b for a, b in zip(chain, chain[1:]))
+    assert all(a < b for a, b in itertools.pairwise(chain))
     assert Permission.MEMORY_COPY_P2P not in ROLE_PERMISSIONS[Role.USER]
     assert Permission.MEMORY_ALLOCATE not in ROLE_PERMISSIONS[Role.MONITOR]
 
@@ -186,7 +187,7 @@ def test_cannot_touch_stronger_principal_or_self_escalate() -> None:
     self_up = SCOPED_ADMIN.replace('devices = ["cuda:*"]', 'devices = ["*"]')
     with pytest.raises(PermissionDenied, match="cuda-admin: granting"):
         acl.replace_policy(parse_policy(self_up), actor="cuda-admin")
-    with pytest.raises(PermissionDenied, match="does not hold admin.policy"):
+    with pytest.raises(PermissionDenied, match=r"does not hold admin\.policy"):
         acl.replace_policy(parse_policy(SCOPED_ADMIN), actor="nobody")
     # the root admin may do all of it
     acl.replace_policy(parse_policy(self_up), actor="root")

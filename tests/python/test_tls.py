@@ -40,7 +40,7 @@ def test_init_makes_ca_and_node_certificates(tmp_path: Path) -> None:
         assert (key.stat().st_mode & 0o777) == 0o600, key
     ca = load(d / "ca.pem")
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    for files, name in zip(made, ["node-a", "node-b.lan"]):
+    for files, name in zip(made, ["node-a", "node-b.lan"], strict=False):
         cert = load(files.cert)
         assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -67,7 +67,7 @@ def test_init_reuses_the_ca_and_refuses_half_a_ca(tmp_path: Path) -> None:
     assert (d / "ca.pem").read_bytes() == ca_before
     load(d / "b.pem").verify_directly_issued_by(load(d / "ca.pem"))
     (d / "ca.key").unlink()
-    with pytest.raises(FileExistsError, match="only one of ca.pem and ca.key"):
+    with pytest.raises(FileExistsError, match=r"only one of ca\.pem and ca\.key"):
         init_certs(d, ["c"])
     assert not (d / "c.pem").exists()
 
@@ -122,8 +122,8 @@ def test_contexts_are_tls13_only_and_require_certificates(tmp_path: Path) -> Non
 def test_reload_with_mismatched_key_keeps_the_old_context(tmp_path: Path) -> None:
     init_certs(tmp_path, ["n", "m"])
     rc = ReloadingServerContext(tmp_path / "n.pem", tmp_path / "n.key", tmp_path / "ca.pem")
-    before = rc._current  # noqa: SLF001
+    before = rc._current
     (tmp_path / "n.key").write_bytes((tmp_path / "m.key").read_bytes())
     with pytest.raises(ssl.SSLError):
         rc.reload_if_changed()
-    assert rc._current is before  # noqa: SLF001
+    assert rc._current is before

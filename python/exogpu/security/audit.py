@@ -31,6 +31,7 @@ the cut is itself audited (`system.audit_recovered`).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,7 +40,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum, IntEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -134,13 +135,21 @@ class AuditWriterFailed(AuditError):
     """The writer hit an I/O error; the log accepts nothing more."""
 
 
+_ts_cache: tuple[int, str] = (-1, "")
+
+
 def format_ts(t: float) -> str:
     """UTC, microseconds, fixed width: ISO strings of records compare like times."""
+    global _ts_cache
     whole = int(t)
     usec = round((t - whole) * 1e6)
     if usec >= 1_000_000:
         whole, usec = whole + 1, usec - 1_000_000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{usec:06d}Z"
+    cached_second, prefix = _ts_cache
+    if cached_second != whole:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _ts_cache = (whole, prefix)
+    return f"{prefix}.{usec:06d}Z"
 
 
 def log_files(path: str | os.PathLike[str]) -> list[Path]:
@@ -157,9 +166,16 @@ def log_files(path: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
+# One encoder, built once: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                           allow_nan=False).encode
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_SEVERITY_LABELS: dict[object, str] = {s: s.label for s in Severity}
+_SEVERITY_LABELS.update({int(s): s.label for s in Severity})
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-                      allow_nan=False)
+    return _encode(value)
 
 
 # queued event: seq, time, type, severity label, principal json, device json,
@@ -278,13 +294,18 @@ class AuditLog:
     ) -> int | None:
         """Queue one event; returns its sequence number, or None when dropped (full
         queue, `on_full="drop"`). In flush/fsync mode returns once it is written/on disk."""
-        etype = EventType(event_type).value
-        sev = Severity.parse(severity).label
+        etype = event_type.value if isinstance(event_type, EventType) else \
+            EventType(event_type).value
+        sev = _SEVERITY_LABELS.get(severity) if not isinstance(severity, str) else None
+        if sev is None:
+            sev = Severity.parse(severity).label
         try:
-            encoded = _dumps(dict(details) if details else {})
+            encoded = _encode(details) if details else "{}"
         except (TypeError, ValueError) as exc:
             raise TypeError(f"audit details must be JSON-serialisable: {exc}") from exc
-        p_json, d_json, o_json = _dumps(principal), _dumps(device), _dumps(outcome)
+        p_json = "null" if principal is None else _encode_str(principal)
+        d_json = "null" if device is None else _encode_str(device)
+        o_json = _encode_str(outcome)
         with self._lock:
             while True:
                 if self._failed is not None:
@@ -363,7 +384,7 @@ class AuditLog:
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # noqa: BLE001 - any failure must be loud and final
+        except BaseException as exc:
             self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
@@ -374,10 +395,8 @@ class AuditLog:
             self._failed = exc
             self._done.notify_all()
             self._not_full.notify_all()
-        try:
+        with contextlib.suppress(OSError):
             self._file.close()
-        except OSError:
-            pass
 
     def _loop(self) -> None:
         last_flush = time.monotonic()

@@ -13,7 +13,7 @@ from typing import Any
 
 from exogpu.security.audit import EventType, Severity, format_ts, log_files
 
-__all__ = ["AuditPage", "iter_records", "query", "expand_paths"]
+__all__ = ["AuditPage", "expand_paths", "iter_records", "query"]
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ _TOP_KEYS = {"version", "principals"}
 _PRINCIPAL_KEYS = {"name", "roles", "devices", "permissions", "deny", "memory_quota_bytes",
                    "expires", "grants"}
 _GRANT_KEYS = {"roles", "permissions", "devices"}
+_Err = Callable[..., PolicyError]   # (message, key=None) -> error at that key's line
+_Fail = Callable[..., PolicyError]  # (message, entry index, key, grant index) -> error
 _SYNTAX_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 
 
@@ -76,7 +79,8 @@ class _Locator:
         stop = heads[index + 1] if index + 1 < len(heads) else len(self.lines)
         return start, stop
 
-    def line(self, index: int | None, key: str | None = None, grant: int | None = None) -> int | None:
+    def line(self, index: int | None, key: str | None = None,
+             grant: int | None = None) -> int | None:
         if index is None:
             return self._key_line(key, 0, len(self.lines)) if key else None
         block = self._block(index)
@@ -129,20 +133,20 @@ def parse_policy(text: str, source: str | None = None) -> Policy:
     for i, table in enumerate(raw):
         entry = _principal(table, i, fail)
         if entry.name in seen:
-            raise fail(f"principal {entry.name!r} appears twice (first in entry {seen[entry.name] + 1})",
-                       i, "name")
+            raise fail(f"principal {entry.name!r} appears twice "
+                       f"(first in entry {seen[entry.name] + 1})", i, "name")
         seen[entry.name] = i
         entries.append(entry)
     return Policy.of(entries)
 
 
-def _strings(value: Any, what: str, err: Any) -> list[str]:
+def _strings(value: Any, what: str, err: _Err) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise err(f"{what} must be an array of strings, got {value!r}")
     return list(value)
 
 
-def _grant(table: dict[str, Any], who: str, err: Any) -> Grant | None:
+def _grant(table: dict[str, Any], who: str, err: _Err) -> Grant | None:
     roles_raw = _strings(table.get("roles", []), f"{who}: 'roles'", err)
     perms_raw = _strings(table.get("permissions", []), f"{who}: 'permissions'", err)
     devices = _strings(table.get("devices", []), f"{who}: 'devices'", err)
@@ -174,7 +178,7 @@ def _grant(table: dict[str, Any], who: str, err: Any) -> Grant | None:
     return Grant(tuple(devices), tuple(roles), tuple(perms))
 
 
-def _denial(text: str, who: str, err: Any) -> Denial:
+def _denial(text: str, who: str, err: _Err) -> Denial:
     perm_text, sep, pattern = text.partition("@")
     try:
         perm = Permission(perm_text)
@@ -188,7 +192,7 @@ def _denial(text: str, who: str, err: Any) -> Denial:
         raise err(f"{who}: {exc.reason}", "deny") from None
 
 
-def _principal(table: dict[str, Any], i: int, fail: Any) -> PrincipalPolicy:
+def _principal(table: dict[str, Any], i: int, fail: _Fail) -> PrincipalPolicy:
     name = table.get("name")
     if not isinstance(name, str) or not name:
         raise fail(f"principal entry {i + 1}: 'name' must be a non-empty string", i, "name")

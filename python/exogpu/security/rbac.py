@@ -318,7 +318,8 @@ def escalation_problems(actor: PrincipalPolicy, entry: PrincipalPolicy, now: flo
             f"{actor.memory_quota_bytes}"
         )
     if actor.expires is not None and (entry.expires is None or entry.expires > actor.expires):
-        problems.append(f"expiry {entry.expires or 'never'} later than the granter's {actor.expires}")
+        problems.append(
+            f"expiry {entry.expires or 'never'} later than the granter's {actor.expires}")
     return problems
 
 
