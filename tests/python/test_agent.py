@@ -265,3 +265,15 @@ def test_command_serves_and_shuts_down_gracefully(tmp_path: Path) -> None:
     recs = [json.loads(x) for x in log.read_text().splitlines()]
     assert recs[0]["type"] == "system.start" and recs[-1]["type"] == "system.stop"
     assert sum(r["type"] == "system.api_request" for r in recs) == 5
+
+
+def test_expiring_certificate_is_warned_and_audited(tmp_path: Path) -> None:
+    init_certs(tmp_path / "certs", ["node-a"], days=10)
+    (tmp_path / "policy.toml").write_text(POLICY)
+    config = AgentConfig(certs=tmp_path / "certs", node="node-a",
+                         policy=tmp_path / "policy.toml", audit_log=tmp_path / "audit.log")
+    with AgentThread(config):
+        pass
+    recs = [json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
+    warnings = [r["details"]["message"] for r in recs if r["type"] == "security.cert_expiring"]
+    assert len(warnings) == 1 and "node-a.pem: certificate expires in 9 days" in warnings[0]

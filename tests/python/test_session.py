@@ -235,6 +235,18 @@ def test_failed_core_operation_is_audited(access: AccessControl, audit: AuditLog
     assert rec["outcome"] == "failure" and "InvalidArgument" in rec["details"]["error"]
 
 
+def test_authorize_checks_and_audits_outside_operations(access: AccessControl,
+                                                       audit: AuditLog) -> None:
+    Session("alice", access, audit).authorize("compute.execute", DEV, kernel="fma")
+    with pytest.raises(PermissionDenied, match=r"compute\.execute"):
+        Session("watcher", access, audit).authorize("compute.execute", DEV)
+    recs = [r for r in audit_records(audit) if "compute.execute" in json.dumps(r)]
+    assert [(r["type"], r["principal"], r["outcome"]) for r in recs] == [
+        ("compute.execute", "alice", "success"),
+        ("security.access_denied", "watcher", "denied")]
+    assert recs[0]["details"] == {"kernel": "fma"}
+
+
 @pytest.mark.skipif(len(exogpu.devices()) < 2, reason="needs two devices for a p2p copy")
 def test_p2p_needs_permission_on_both_devices(tmp_path: Path) -> None:
     a, b = (d.id for d in exogpu.devices()[:2])
