@@ -254,7 +254,9 @@ def discover(node: str | None = None) -> Cluster:
     if not devices:
         raise InvalidArgument("no devices found here; give a cluster file with --cluster")
     return Cluster(
-        devices=tuple(devices), default_link=dict(DEFAULT_LINK), intra_node_link=dict(INTRA_NODE_LINK)
+        devices=tuple(devices),
+        default_link=dict(DEFAULT_LINK),
+        intra_node_link=dict(INTRA_NODE_LINK),
     )
 
 

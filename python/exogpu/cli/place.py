@@ -65,9 +65,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
     try:
         model = models.get(args.model)
-        cluster = (
-            clusters.Cluster.from_file(args.cluster) if args.cluster else clusters.discover()
-        )
+        cluster = clusters.Cluster.from_file(args.cluster) if args.cluster else clusters.discover()
         problem = Problem.from_model(
             model,
             cluster,

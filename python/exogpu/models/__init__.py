@@ -99,8 +99,14 @@ class Model:
         kv_elem = {"bf16": 2, "fp8": 1}.get(kv_dtype)
         if kv_elem is None:
             raise InvalidArgument(f"kv_dtype must be bf16 or fp8, got {kv_dtype!r}")
-        if isinstance(context_tokens, bool) or not isinstance(context_tokens, int) or context_tokens < 0:
-            raise InvalidArgument(f"context_tokens must be a non-negative integer, got {context_tokens!r}")
+        if (
+            isinstance(context_tokens, bool)
+            or not isinstance(context_tokens, int)
+            or context_tokens < 0
+        ):
+            raise InvalidArgument(
+                f"context_tokens must be a non-negative integer, got {context_tokens!r}"
+            )
         s = self._shape()
         out = []
         for layer in self._param_layers():
@@ -127,14 +133,18 @@ class Model:
         if isinstance(default, bool):
             return bool(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidArgument(f"model config {self.name!r}: {key} must be a non-negative integer")
+            raise InvalidArgument(
+                f"model config {self.name!r}: {key} must be a non-negative integer"
+            )
         return value
 
     def _shape(self) -> dict[str, Any]:
         hidden = self._get("hidden_size")
         heads = self._get("num_attention_heads")
         if hidden == 0 or heads == 0:
-            raise InvalidArgument(f"model config {self.name!r}: hidden_size and heads must be positive")
+            raise InvalidArgument(
+                f"model config {self.name!r}: hidden_size and heads must be positive"
+            )
         head_dim = self._get("head_dim", hidden // heads)
         return {
             "hidden": hidden,
@@ -159,8 +169,10 @@ class Model:
             rope = self._get("qk_rope_head_dim")
             v_dim = self._get("v_head_dim")
             heads = s["heads"]
-            q = h * heads * (nope + rope) if not q_rank else h * q_rank + q_rank + q_rank * heads * (
-                nope + rope
+            q = (
+                h * heads * (nope + rope)
+                if not q_rank
+                else h * q_rank + q_rank + q_rank * heads * (nope + rope)
             )
             kv = h * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v_dim)
             o = heads * v_dim * h
@@ -180,8 +192,10 @@ class Model:
         """(resident, active) parameters of block `index`'s feed-forward part."""
         h = s["hidden"]
         gated = 3 * h  # gate, up and down projections per intermediate unit
-        routed = self.config.get("n_routed_experts") or self.config.get("num_local_experts") or (
-            self.config.get("num_experts")
+        routed = (
+            self.config.get("n_routed_experts")
+            or self.config.get("num_local_experts")
+            or (self.config.get("num_experts"))
         )
         dense_first = self.config.get("first_k_dense_replace", 0) or 0
         freq = self.config.get("moe_layer_freq", 1) or 1
@@ -207,7 +221,13 @@ class Model:
             norms = 2 * h
             layers.append(
                 ModelLayer(
-                    f"block{i}", attn + mlp + norms, attn + mlp_active + norms, 0, kv_values, 0.0, act
+                    f"block{i}",
+                    attn + mlp + norms,
+                    attn + mlp_active + norms,
+                    0,
+                    kv_values,
+                    0.0,
+                    act,
                 )
             )
         head = vocab * h + h

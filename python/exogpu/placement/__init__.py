@@ -55,11 +55,15 @@ def solve(
     """
     p = as_problem(problem)
     if objective not in OBJECTIVES:
-        raise InvalidArgument(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        raise InvalidArgument(
+            f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}"
+        )
     if strategy not in STRATEGIES:
         raise InvalidArgument(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    if isinstance(time_budget, bool) or not isinstance(time_budget, (int, float)) or not (
-        time_budget >= 0
+    if (
+        isinstance(time_budget, bool)
+        or not isinstance(time_budget, (int, float))
+        or not (time_budget >= 0)
     ):
         raise InvalidArgument(f"time_budget must be a non-negative number, got {time_budget!r}")
     previous_indices = _previous_indices(p, previous) if previous is not None else []
@@ -75,7 +79,9 @@ def evaluate(
     """Prices the given stages (device id, first layer, last layer inclusive)."""
     p = as_problem(problem)
     if objective not in OBJECTIVES:
-        raise InvalidArgument(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        raise InvalidArgument(
+            f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}"
+        )
     specs = [[p.device_index(d), int(first), int(last)] for d, first, last in stages]
     native = _core.placement_evaluate(p.to_native(), objective, specs)
     return _from_native(p, native, objective, "given", False)

@@ -160,32 +160,32 @@ class Problem:
         native = _core.PlacementProblem()
         layers = []
         for x in self.layers:
-            n = _core.PlacementLayer()
-            n.name = x.name
-            n.weight_bytes = x.weight_bytes
-            n.kv_bytes_per_token = x.kv_bytes_per_token
-            n.flops_per_token = x.flops_per_token
-            n.activation_bytes = x.activation_bytes
-            layers.append(n)
+            nl = _core.PlacementLayer()
+            nl.name = x.name
+            nl.weight_bytes = x.weight_bytes
+            nl.kv_bytes_per_token = x.kv_bytes_per_token
+            nl.flops_per_token = x.flops_per_token
+            nl.activation_bytes = x.activation_bytes
+            layers.append(nl)
         devices = []
         for d in self.devices:
-            n = _core.PlacementDevice()
-            n.id = d.id
-            n.node = d.node
-            n.memory_bytes = d.memory_bytes
-            n.free_memory_bytes = d.free_memory_bytes or 0
-            n.flops = d.flops
-            n.memory_bandwidth = d.memory_bandwidth
-            devices.append(n)
+            nd = _core.PlacementDevice()
+            nd.id = d.id
+            nd.node = d.node
+            nd.memory_bytes = d.memory_bytes
+            nd.free_memory_bytes = d.free_memory_bytes or 0
+            nd.flops = d.flops
+            nd.memory_bandwidth = d.memory_bandwidth
+            devices.append(nd)
         links = []
         for a in self.devices:
             for b in self.devices:
-                n = _core.PlacementLink()
+                nk = _core.PlacementLink()
                 if a.id != b.id:
                     link = self.link(a.id, b.id)
-                    n.bandwidth = link.bandwidth
-                    n.latency = link.latency
-                links.append(n)
+                    nk.bandwidth = link.bandwidth
+                    nk.latency = link.latency
+                links.append(nk)
         native.layers = layers
         native.devices = devices
         native.links = links
@@ -200,13 +200,26 @@ class Problem:
 # -- parsing ---------------------------------------------------------------------
 
 _TOP_KEYS = {
-    "layers", "devices", "links", "default_link", "intra_node_link", "workload", "constraints",
+    "layers",
+    "devices",
+    "links",
+    "default_link",
+    "intra_node_link",
+    "workload",
+    "constraints",
 }
 _LAYER_KEYS = {"name", "weight_bytes", "kv_bytes_per_token", "flops_per_token", "activation_bytes"}
 _DEVICE_KEYS = {
-    "id", "node", "memory_bytes", "flops", "memory_bandwidth", "free_memory_bytes",
+    "id",
+    "node",
+    "memory_bytes",
+    "flops",
+    "memory_bandwidth",
+    "free_memory_bytes",
     # descriptive extras a cluster file may carry; the search ignores them
-    "name", "speed_source", "memory_source",
+    "name",
+    "speed_source",
+    "memory_source",
 }
 _LINK_KEYS = {"a", "b", "bandwidth", "latency"}
 
@@ -214,7 +227,13 @@ _LINK_KEYS = {"a", "b", "bandwidth", "latency"}
 def _load(source: Mapping[str, Any] | str | Path) -> Any:
     if isinstance(source, Mapping):
         return source
-    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+    if not isinstance(source, (str, Path)):
+        raise InvalidArgument(
+            f"problem must be a Problem, a dict, JSON text or a path, got {type(source).__name__}"
+        )
+    if isinstance(source, Path) or (
+        isinstance(source, str) and not source.lstrip().startswith("{")
+    ):
         path = Path(source)
         try:
             text = path.read_text(encoding="utf-8")
@@ -238,13 +257,17 @@ def _object(value: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (int, float, str, bool, type(None))) else type(
-        value
-    ).__name__
+    text = (
+        json.dumps(value)
+        if isinstance(value, (int, float, str, bool, type(None)))
+        else type(value).__name__
+    )
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _number(m: Mapping[str, Any], key: str, where: str, *, positive: bool, default: Any = None) -> float:
+def _number(
+    m: Mapping[str, Any], key: str, where: str, *, positive: bool, default: Any = None
+) -> float:
     if key not in m:
         if default is not None:
             return float(default)
@@ -415,9 +438,9 @@ def _check_problem(p: Problem) -> None:
         pairs.add(pair)
     tokens = p.batch * p.context_tokens
     total = 0
-    for i, x in enumerate(p.layers):
-        total += x.weight_bytes + tokens * x.kv_bytes_per_token
-        if p.batch * x.activation_bytes >= MAX_BYTES:
+    for i, layer in enumerate(p.layers):
+        total += layer.weight_bytes + tokens * layer.kv_bytes_per_token
+        if p.batch * layer.activation_bytes >= MAX_BYTES:
             raise InvalidArgument(f"layers[{i}]: batch * activation_bytes must be below 2**53")
     if total >= MAX_BYTES:
         raise InvalidArgument(
