@@ -42,4 +42,42 @@ double relaxed_lower_bound(const CostTables& t, Objective objective) {
   return bound;
 }
 
+double counting_lower_bound(const CostTables& t, Objective objective, double known_low,
+                            double known_high) {
+  if (objective == Objective::latency || !(known_high < kInf) || !(known_low < known_high)) {
+    return known_low;
+  }
+  const int L = t.layers();
+  const auto reachable = [&](double v) {
+    long long total = 0;
+    for (int u = 0; u < t.units(); ++u) {
+      int longest = 0;
+      int j = 0;
+      for (int k = 1; k <= L; ++k) {
+        j = std::max(j, t.lowest_fitting_start(u, k));
+        const auto cost = [&](int a) {
+          return objective == Objective::memory ? t.memory_ratio(u, a, k) : t.stage_time(u, a, k);
+        };
+        while (j < k && cost(j) > v) ++j;
+        longest = std::max(longest, k - j);
+      }
+      total += static_cast<long long>(longest) * t.count(u);
+      if (total >= L) return true;
+    }
+    return false;
+  };
+  double lo = known_low;
+  double hi = known_high;
+  for (int i = 0; i < 60 && lo < hi; ++i) {
+    const double mid = lo + (hi - lo) / 2;
+    if (mid <= lo || mid >= hi) break;
+    if (reachable(mid)) {
+      hi = mid;
+    } else {
+      lo = mid;
+    }
+  }
+  return lo;
+}
+
 }  // namespace exogpu::placement::detail

@@ -10,4 +10,12 @@ namespace exogpu::placement::detail {
 
 [[nodiscard]] double relaxed_lower_bound(const CostTables& tables, Objective objective);
 
+// For the bottleneck objectives (throughput, memory): a value V is out of
+// reach when the longest run of layers each device could hold at cost <= V,
+// summed over the devices, is short of L (every device holds one stage).
+// Bisects between `known_low` and `known_high` (a value reached) and returns
+// the largest value shown out of reach, or known_low.
+[[nodiscard]] double counting_lower_bound(const CostTables& tables, Objective objective,
+                                          double known_low, double known_high);
+
 }  // namespace exogpu::placement::detail

@@ -246,9 +246,10 @@ Placement solve(const Problem& problem, const Options& options) {
       }
       if (!proven) outcome = search_orders(singles, problem, options.objective, deadline);
     }
-    const double bound = proven ? 0.0 : relaxed_lower_bound(singles, options.objective);
+    double bound = proven ? 0.0 : relaxed_lower_bound(singles, options.objective);
     if (!outcome) throw_infeasible(problem, proven || bound == kInf);
     result = evaluate(problem, options.objective, to_devices(*tables, outcome->best.stages));
+    if (!proven) bound = counting_lower_bound(singles, options.objective, bound, result.value);
     result.states_explored = outcome->explored;
     if (proven || primary_of(result) <= bound) {
       result.optimal = true;
