@@ -6,6 +6,7 @@ the CPU): discovery, memory, pooled allocation, transfers, streams and events.
 
 from __future__ import annotations
 
+from exogpu._copy import copy
 from exogpu._core import (
     BackendInfo,
     BackendUnavailable,
@@ -21,13 +22,19 @@ from exogpu._core import (
     OutOfMemory,
     Pool,
     Stream,
-    __version__,
     all_devices,
     backends,
+    core_version,
     device,
     devices,
 )
-from exogpu._copy import copy
+
+__version__ = core_version
+
+# The exceptions live in the native module; users meet them as exogpu.X.
+for _error in (Error, OutOfMemory, InvalidArgument, BackendUnavailable, DeviceError):
+    _error.__module__ = "exogpu"
+del _error
 
 __all__ = [
     "BackendInfo",
