@@ -169,7 +169,7 @@ def log_files(path: str | os.PathLike[str]) -> list[Path]:
 # One encoder, built once: json.dumps with options builds a new encoder per call.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
                            allow_nan=False).encode
-_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 _SEVERITY_LABELS: dict[object, str] = {s: s.label for s in Severity}
 _SEVERITY_LABELS.update({int(s): s.label for s in Severity})
 
