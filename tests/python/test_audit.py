@@ -265,11 +265,13 @@ def test_unreadable_tail_refuses_to_continue(tmp_path: Path) -> None:
         AuditLog(path)
 
 
-def test_audit_file_permissions_follow_umask(tmp_path: Path) -> None:
-    old = os.umask(0o077)
+def test_audit_files_are_owner_only(tmp_path: Path) -> None:
+    old = os.umask(0o022)
     try:
-        with AuditLog(tmp_path / "audit.log") as log:
-            log.log(EventType.SYSTEM_START)
+        with AuditLog(tmp_path / "audit.log", max_bytes=1024) as log:
+            for _ in range(20):
+                log.log(EventType.SYSTEM_START)
     finally:
         os.umask(old)
-    assert (log.path.stat().st_mode & 0o077) == 0
+    assert len(log.files()) > 1
+    assert all((f.stat().st_mode & 0o777) == 0o600 for f in log.files())

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 __all__ = [
     "GENESIS",
@@ -239,7 +239,7 @@ class AuditLog:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         recovered = self._recover()
-        self._file = open(self.path, "ab", buffering=1 << 20)  # noqa: SIM115 - owned by writer
+        self._file = self._open()
         self._size = self._file.tell()
         self._upto = self._written_seq = self._durable_seq = self._next_seq - 1
         self._thread = threading.Thread(target=self._run, name="exogpu-audit-writer",
@@ -249,6 +249,11 @@ class AuditLog:
         if recovered:
             self.log(EventType.AUDIT_RECOVERED, Severity.WARNING, outcome="recovered",
                      details={"file": str(self.path), "torn_bytes_removed": recovered})
+
+    def _open(self) -> BinaryIO:
+        """Append, created readable by the owner only: records name who did what."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return os.fdopen(fd, "ab", buffering=1 << 20)
 
     # -- recovery ------------------------------------------------------------------------
     def _recover(self) -> int:
@@ -491,7 +496,7 @@ class AuditLog:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink()
-        self._file = open(self.path, "ab", buffering=1 << 20)  # noqa: SIM115
+        self._file = self._open()
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
