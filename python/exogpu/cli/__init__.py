@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 COMMAND_MODULES = (
     "exogpu.cli.devices",
+    "exogpu.cli.probe",
 )
 
 
