@@ -110,7 +110,7 @@ def test_unreachable_and_unresolvable_hosts() -> None:
         free_port = s.getsockname()[1]
     with pytest.raises(netprobe.ProbeError, match="refused"):
         netprobe.measure("127.0.0.1", free_port, "t", seconds=0.1)
-    with pytest.raises(netprobe.ProbeError, match="no-such-host.invalid"):
+    with pytest.raises(netprobe.ProbeError, match=r"no-such-host\.invalid"):
         netprobe.measure("no-such-host.invalid", 5310, "t", seconds=0.1)
 
 

@@ -46,7 +46,7 @@ def exchange(port: int, data: bytes, timeout: float = 3.0) -> bytes:
 
 
 def error_text(reply: bytes) -> str:
-    kind, _, length = struct.unpack(">HHI", reply[:8])
+    kind, _, _length = struct.unpack(">HHI", reply[:8])
     assert kind == 3, f"expected an ERROR frame, got type {kind}"
     (text_len,) = struct.unpack(">H", reply[10:12])
     return reply[12 : 12 + text_len].decode()

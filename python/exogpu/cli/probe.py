@@ -59,9 +59,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "throughput over parallel streams, TCP round-trip time, UDP jitter and loss.",
     )
     net.add_argument("target", metavar="HOST:PORT", help="server address; IPv6 as [addr]:port")
-    net.add_argument("--token", default=None, help=f"the server's token (default ${netprobe.TOKEN_ENV})")
+    net.add_argument("--token", default=None,
+                     help=f"the server's token (default ${netprobe.TOKEN_ENV})")
     net.add_argument("--seconds", type=float, default=3.0, help="length of each test (default 3)")
-    net.add_argument("--streams", type=int, default=1, help="parallel TCP streams; 0 skips (default 1)")
+    net.add_argument("--streams", type=int, default=1,
+                     help="parallel TCP streams; 0 skips (default 1)")
     net.add_argument("--udp-rate", type=parse_rate, default=10e6, metavar="R",
                      help="UDP rate in bit/s, k/M/G suffixes allowed; 0 skips (default 10M)")
     net.add_argument("--udp-size", type=int, default=1200, help="UDP payload bytes (default 1200)")
