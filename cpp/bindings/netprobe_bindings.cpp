@@ -15,11 +15,13 @@ namespace exogpu::bindings {
 
 namespace {
 
+using JsonDict = nb::typed<nb::dict, nb::str, nb::any>;
+
 PyObject* probe_error_type = nullptr;
 PyObject* authentication_error_type = nullptr;
 
-nb::dict rtt_dict(const net::RttStats& s) {
-  nb::dict d;
+JsonDict rtt_dict(const net::RttStats& s) {
+  JsonDict d;
   d["median"] = s.median_us;
   d["p99"] = s.p99_us;
   d["min"] = s.min_us;
@@ -29,8 +31,8 @@ nb::dict rtt_dict(const net::RttStats& s) {
   return d;
 }
 
-nb::dict udp_dict(const net::UdpStats& s) {
-  nb::dict d;
+JsonDict udp_dict(const net::UdpStats& s) {
+  JsonDict d;
   d["sent"] = s.sent;
   d["received"] = s.received;
   d["lost"] = s.lost;
@@ -45,8 +47,8 @@ nb::dict udp_dict(const net::UdpStats& s) {
   return d;
 }
 
-nb::dict result_dict(const net::NetResult& r) {
-  nb::dict d;
+JsonDict result_dict(const net::NetResult& r) {
+  JsonDict d;
   d["host"] = r.host;
   d["address"] = r.address;
   d["port"] = r.port;
@@ -61,8 +63,8 @@ nb::dict result_dict(const net::NetResult& r) {
   return d;
 }
 
-nb::dict stats_dict(const net::ServerStats& s) {
-  nb::dict d;
+JsonDict stats_dict(const net::ServerStats& s) {
+  JsonDict d;
   d["connections_accepted"] = s.connections_accepted;
   d["sessions_started"] = s.sessions_started;
   d["sessions_completed"] = s.sessions_completed;
@@ -77,7 +79,9 @@ nb::dict stats_dict(const net::ServerStats& s) {
 }
 
 PyObject* new_exception(nb::module_& m, const char* name, const char* doc, PyObject* bases) {
-  const std::string qualified = std::string("exogpu.") + name;
+  // Named after the module as the stub generator imports it; exogpu.netprobe
+  // presents them under its own name.
+  const std::string qualified = std::string("_core.") + name;
   PyObject* type = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, bases, nullptr);
   if (type == nullptr) throw nb::python_error();
   m.attr(name) = nb::handle(type);

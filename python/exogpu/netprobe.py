@@ -22,12 +22,15 @@ import os
 import secrets
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from exogpu import _core
+from exogpu._core import InvalidArgument, ProbeAuthenticationError, ProbeError
 
-ProbeError = cast("type[Exception]", getattr(_core, "ProbeError"))  # noqa: B009
-ProbeAuthenticationError = cast("type[Exception]", getattr(_core, "ProbeAuthenticationError"))  # noqa: B009
+# The exceptions live in the native module; users meet them here.
+for _error in (ProbeError, ProbeAuthenticationError):
+    _error.__module__ = "exogpu.netprobe"
+del _error
 
 TOKEN_ENV = "EXOGPU_PROBE_TOKEN"
 DEFAULT_PORT = 5310
@@ -59,32 +62,33 @@ def parse_endpoint(text: str, default_port: int | None = None) -> tuple[str, int
     Without a port, ``default_port`` is used when given. Raises
     ``exogpu.InvalidArgument`` (a ``ValueError``) naming what was wrong.
     """
-    invalid = cast("type[Exception]", _core.InvalidArgument)  # type: ignore[attr-defined]
     text = text.strip()
     if not text:
-        raise invalid("empty endpoint: expected HOST:PORT")
+        raise InvalidArgument("empty endpoint: expected HOST:PORT")
     if text.startswith("["):
         close = text.find("]")
         if close < 0:
-            raise invalid(f"endpoint {text!r}: missing ']' after the IPv6 address")
+            raise InvalidArgument(f"endpoint {text!r}: missing ']' after the IPv6 address")
         host, rest = text[1:close], text[close + 1 :]
         if rest and not rest.startswith(":"):
-            raise invalid(f"endpoint {text!r}: expected ':PORT' after ']'")
+            raise InvalidArgument(f"endpoint {text!r}: expected ':PORT' after ']'")
         port_text = rest[1:] if rest else ""
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     elif ":" in text:
-        raise invalid(f"endpoint {text!r}: put an IPv6 address in brackets, as in [::1]:5310")
+        raise InvalidArgument(
+            f"endpoint {text!r}: put an IPv6 address in brackets, as in [::1]:5310"
+        )
     else:
         host, port_text = text, ""
     if not host:
-        raise invalid(f"endpoint {text!r}: missing host")
+        raise InvalidArgument(f"endpoint {text!r}: missing host")
     if not port_text:
         if default_port is None:
-            raise invalid(f"endpoint {text!r}: missing port, expected HOST:PORT")
+            raise InvalidArgument(f"endpoint {text!r}: missing port, expected HOST:PORT")
         return host, default_port
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise invalid(f"endpoint {text!r}: port must be a number from 1 to 65535")
+        raise InvalidArgument(f"endpoint {text!r}: port must be a number from 1 to 65535")
     return host, int(port_text)
 
 
