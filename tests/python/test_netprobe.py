@@ -88,6 +88,10 @@ def test_wrong_token_is_a_typed_error_and_counted(server: netprobe.Server) -> No
     assert issubclass(netprobe.ProbeAuthenticationError, netprobe.ProbeError)
     assert issubclass(netprobe.ProbeError, exogpu.Error)
     assert issubclass(netprobe.ProbeError, ConnectionError)
+    # The server counts after answering: wait for the count, not the reply.
+    deadline = time.monotonic() + 5
+    while server.stats().auth_failures < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert server.stats().auth_failures == 1
     assert server.stats().sessions_started == 0
 

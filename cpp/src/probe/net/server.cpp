@@ -410,9 +410,12 @@ void Server::Impl::serve_control(int fd, Reader& hello) {
         udp_end(fd, *session, frame);
         break;
       case FrameType::Bye: {
+        {
+          // Counted before the reply, so a client that saw it sees the count.
+          std::lock_guard lock(mu);
+          ++counters.sessions_completed;
+        }
         detail::write_frame(fd, FrameType::Ok);
-        std::lock_guard lock(mu);
-        ++counters.sessions_completed;
         return;
       }
       default:
