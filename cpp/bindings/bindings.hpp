@@ -8,4 +8,5 @@ void bind_errors(nanobind::module_& m);
 void bind_devices(nanobind::module_& m);
 void bind_placement(nanobind::module_& m);
 void bind_probe(nanobind::module_& m);
+void bind_netprobe(nanobind::module_& m);
 }  // namespace exogpu::bindings

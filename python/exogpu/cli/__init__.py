@@ -17,6 +17,7 @@ from exogpu._core import Error
 COMMAND_MODULES = (
     "exogpu.cli.devices",
     "exogpu.cli.place",
+    "exogpu.cli.probe",
     "exogpu.cli.security",
 )
 
