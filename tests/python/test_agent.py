@@ -277,3 +277,39 @@ def test_expiring_certificate_is_warned_and_audited(tmp_path: Path) -> None:
     recs = [json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
     warnings = [r["details"]["message"] for r in recs if r["type"] == "security.cert_expiring"]
     assert len(warnings) == 1 and "node-a.pem: certificate expires in 9 days" in warnings[0]
+
+
+def test_network_probe_servers_take_one_session(tmp_path: Path) -> None:
+    from exogpu import netprobe
+    from exogpu.agent.network_probe import NetworkProbeServers
+
+    init_certs(tmp_path / "certs", ["node-a", "root", "watcher"])
+    (tmp_path / "policy.toml").write_text(POLICY)
+    config = AgentConfig(certs=tmp_path / "certs", node="node-a",
+                         policy=tmp_path / "policy.toml", audit_log=tmp_path / "audit.log")
+    servers = NetworkProbeServers(ttl=30, max_servers=1, poll=0.05)
+    with AgentThread(config, network_probe=servers) as agent:
+        assert agent.agent.port is not None
+        with AgentClient(tmp_path / "certs", "root", "node-a", agent.agent.port) as r:
+            started = r.start_network_probe()
+            with pytest.raises(AgentError) as info:  # one at a time here
+                r.start_network_probe()
+            assert info.value.status == 503 and "at most 1" in str(info.value)
+            with pytest.raises(netprobe.ProbeAuthenticationError):
+                netprobe.measure("127.0.0.1", started["port"], "not-the-token",
+                                 seconds=0.2, udp_rate=0, rtt_seconds=0.1)
+            result = netprobe.measure("127.0.0.1", started["port"], started["token"],
+                                      seconds=0.2, udp_rate=0, rtt_seconds=0.1)
+            assert result.to_dict()
+            deadline = time.monotonic() + 10
+            while servers.running and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert servers.running == 0  # the token was good for one session
+            with pytest.raises(netprobe.ProbeError):
+                netprobe.measure("127.0.0.1", started["port"], started["token"],
+                                 seconds=0.2, udp_rate=0, rtt_seconds=0.1, connect_timeout=1)
+            again = r.start_network_probe()
+            assert again["token"] != started["token"]
+    assert servers.running == 0  # closed with the agent
+    log = (tmp_path / "audit.log").read_text()
+    assert started["token"] not in log and again["token"] not in log  # secrets stay out

@@ -6,7 +6,8 @@ The client certificate's common name is the RBAC principal. Routes:
   GET  /v1/backends       device.list (node)
   GET  /v1/metrics        monitor.memory (node); Prometheus text
   POST /v1/probe/network  compute.execute (node); starts a network-probe server
-                          with a one-time token, through `network_probe` (501 without)
+                          with a one-time token, through `network_probe` (501 without;
+                          the command uses exogpu.agent.network_probe)
   GET  /v1/audit          admin.policy; query the audit log
   PUT  /v1/policy         admin.policy; replace the policy (TOML body), escalation-checked
 
@@ -234,8 +235,16 @@ class Agent:
             return web.json_response(
                 {"error": "network probe not available: this build has no network probe "
                           "server (`exogpu probe serve`)"}, status=501)
+        import exogpu
+
         token = secrets.token_urlsafe(32)
-        info = await self.network_probe(token, self.config.bind)
+        try:
+            info = await self.network_probe(token, self.config.bind)
+        except (RuntimeError, OSError, exogpu.Error) as exc:  # too many, or cannot start
+            await self._audit(EventType.COMPUTE_EXECUTE, Severity.ERROR, principal=principal,
+                              outcome="failure", details={"action": "network_probe_server",
+                                                          "error": str(exc)})
+            return web.json_response({"error": str(exc)}, status=503)
         await self._audit(EventType.COMPUTE_EXECUTE, principal=principal,
                           details={"action": "network_probe_server", **info})
         return web.json_response({"token": token, **info})
@@ -367,6 +376,9 @@ class Agent:
             self._runner = None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        close_probes = getattr(self.network_probe, "close", None)
+        if close_probes is not None:
+            await close_probes()
         await self._audit(EventType.SYSTEM_STOP, details={"node": self.config.node})
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
 

@@ -103,13 +103,14 @@ def _certs_pin(args: argparse.Namespace) -> int:
 
 
 def _network_probe_hook() -> Any:
-    """The network probe's agent hook, when that module is part of this build:
-    `exogpu.probe.network.agent_hook(token, bind) -> awaitable dict`."""
+    """One-time network-probe servers, when the network probe is part of this build."""
     try:
-        module = importlib.import_module("exogpu.probe.network")
+        importlib.import_module("exogpu.netprobe")
     except ImportError:
         return None
-    return getattr(module, "agent_hook", None)
+    from exogpu.agent.network_probe import NetworkProbeServers
+
+    return NetworkProbeServers()
 
 
 def _agent(args: argparse.Namespace) -> int:
