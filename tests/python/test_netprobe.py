@@ -18,7 +18,9 @@ import pytest
 import exogpu
 from exogpu import netprobe
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[2] / "python")
+# Where the exogpu under test lives (the source tree or site-packages), so
+# subprocesses such as `ip netns exec ... python -m exogpu` import the same one.
+PYTHON_DIR = str(Path(exogpu.__file__).resolve().parents[1])
 
 
 def quick(server: netprobe.Server, host: str = "127.0.0.1", **kw: object) -> netprobe.NetResult:

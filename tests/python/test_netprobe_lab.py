@@ -19,10 +19,13 @@ from pathlib import Path
 
 import pytest
 
+import exogpu
 from exogpu import netprobe
 from netlab import ImpairmentRelay, VethLab, netns_unavailable_reason, veth_lab
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[2] / "python")
+# Where the exogpu under test lives (the source tree or site-packages), so
+# subprocesses such as `ip netns exec ... python -m exogpu` import the same one.
+PYTHON_DIR = str(Path(exogpu.__file__).resolve().parents[1])
 SHAPED_RATE_BPS = 200e6
 # TCP payload per wire byte that tbf counts: MSS 1448 of 1448 + 12 (TCP
 # options) + 20 (TCP) + 20 (IPv4) + 14 (Ethernet) bytes.
