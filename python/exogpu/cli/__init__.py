@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from exogpu._core import Error
 
-COMMAND_MODULES = ("exogpu.cli.devices",)
+COMMAND_MODULES = ("exogpu.cli.devices", "exogpu.cli.monitor")
 
 
 def build_parser() -> argparse.ArgumentParser:
