@@ -129,9 +129,11 @@ def _pci_slot(device_dir: Path) -> str | None:
 
 
 def normalise_pci_bus_id(raw: str) -> str | None:
-    """"dddd:bb:dd.f" lower-case (as the exogpu core spells it) from NVML's
+    """ "dddd:bb:dd.f" lower-case (as the exogpu core spells it) from NVML's
     8-digit domain or any other spelling; None when it does not parse."""
-    match = re.fullmatch(r"([0-9a-fA-F]+):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])", raw.strip())
+    match = re.fullmatch(
+        r"([0-9a-fA-F]+):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])", raw.strip()
+    )
     if match is None:
         return None
     domain, bus, device, function = (int(g, 16) for g in match.groups())
@@ -251,7 +253,9 @@ def read_drm(root: Path, counters: EnergyCounter, now: float) -> list[DeviceRead
             readings.append(Reading("clock_graphics", float(gt_freq), "MHz", "sysfs:drm"))
         device_code = _read_int(device / "device")
         name = _read_text(device / "product_name") or (
-            f"{vendor} GPU (device 0x{device_code:04x})" if device_code is not None else f"{vendor} GPU"
+            f"{vendor} GPU (device 0x{device_code:04x})"
+            if device_code is not None
+            else f"{vendor} GPU"
         )
         unique_id = _read_text(device / "unique_id")
         out.append(
@@ -276,7 +280,9 @@ def read_cpu(root: Path, counters: EnergyCounter, now: float) -> list[DeviceRead
         if millidegrees is None:
             continue
         kind = _read_text(zone / "type") or zone.name
-        readings.append(Reading("temperature", millidegrees / 1000.0, "degC", "sysfs:thermal", kind))
+        readings.append(
+            Reading("temperature", millidegrees / 1000.0, "degC", "sysfs:thermal", kind)
+        )
     for domain in sorted((root / "class" / "powercap").glob("intel-rapl:*")):
         if domain.name.count(":") != 1:
             continue  # subdomains (core, uncore, dram) are inside their package
@@ -286,12 +292,18 @@ def read_cpu(root: Path, counters: EnergyCounter, now: float) -> list[DeviceRead
         name = _read_text(domain / "name") or domain.name
         wrap = _read_int(domain / "max_energy_range_uj")
         total, rate = counters.sample(f"rapl/{domain.name}", microjoules, wrap, now)
-        readings.append(Reading("energy", total / 1e6, "J", "sysfs:rapl", name, "since first sample"))
+        readings.append(
+            Reading("energy", total / 1e6, "J", "sysfs:rapl", name, "since first sample")
+        )
         if rate is not None:
             readings.append(Reading("power", rate / 1e6, "W", "sysfs:rapl", name))
     if not readings:
         return []
-    return [DeviceReadings(key="cpu", vendor="", name="host CPU", readings=tuple(readings), timestamp=now)]
+    return [
+        DeviceReadings(
+            key="cpu", vendor="", name="host CPU", readings=tuple(readings), timestamp=now
+        )
+    ]
 
 
 # ---------------------------------------------------------------------- NVML
@@ -303,7 +315,11 @@ def read_cpu(root: Path, counters: EnergyCounter, now: float) -> list[DeviceRead
 
 
 class _NvmlMemory(ctypes.Structure):
-    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
+    _fields_ = [
+        ("total", ctypes.c_ulonglong),
+        ("free", ctypes.c_ulonglong),
+        ("used", ctypes.c_ulonglong),
+    ]
 
 
 class _NvmlUtilization(ctypes.Structure):
@@ -417,10 +433,15 @@ class NvmlReader:
         if self._call("nvmlDeviceGetPciInfo_v3", handle, ctypes.byref(pci_info)):
             pci = normalise_pci_bus_id(pci_info.busId.decode(errors="replace"))
         uint = ctypes.c_uint()
-        if self._call("nvmlDeviceGetTemperature", handle, _NVML_TEMPERATURE_GPU, ctypes.byref(uint)):
+        if self._call(
+            "nvmlDeviceGetTemperature", handle, _NVML_TEMPERATURE_GPU, ctypes.byref(uint)
+        ):
             r.append(Reading("temperature", float(uint.value), "degC", src, "gpu"))
         if self._call(
-            "nvmlDeviceGetTemperatureThreshold", handle, _NVML_TEMPERATURE_THRESHOLD_SLOWDOWN, ctypes.byref(uint)
+            "nvmlDeviceGetTemperatureThreshold",
+            handle,
+            _NVML_TEMPERATURE_THRESHOLD_SLOWDOWN,
+            ctypes.byref(uint),
         ):
             r.append(Reading("temperature_slowdown", float(uint.value), "degC", src, "gpu"))
         if self._call("nvmlDeviceGetPowerUsage", handle, ctypes.byref(uint)):
@@ -442,10 +463,19 @@ class NvmlReader:
             r.append(Reading("utilization", float(util.gpu), "%", src, "gpu"))
             r.append(Reading("utilization", float(util.memory), "%", src, "memory"))
         reasons = ctypes.c_ulonglong()
-        if self._call("nvmlDeviceGetCurrentClocksEventReasons", handle, ctypes.byref(reasons)) or self._call(
-            "nvmlDeviceGetCurrentClocksThrottleReasons", handle, ctypes.byref(reasons)
-        ):
-            r.append(Reading("throttle_reasons", float(reasons.value), "flags", src, None, _decode_reasons(reasons.value)))
+        if self._call(
+            "nvmlDeviceGetCurrentClocksEventReasons", handle, ctypes.byref(reasons)
+        ) or self._call("nvmlDeviceGetCurrentClocksThrottleReasons", handle, ctypes.byref(reasons)):
+            r.append(
+                Reading(
+                    "throttle_reasons",
+                    float(reasons.value),
+                    "flags",
+                    src,
+                    None,
+                    _decode_reasons(reasons.value),
+                )
+            )
         if self._call("nvmlDeviceGetCurrPcieLinkGeneration", handle, ctypes.byref(uint)):
             r.append(Reading("pcie_link_generation", float(uint.value), "gen", src))
         if self._call("nvmlDeviceGetCurrPcieLinkWidth", handle, ctypes.byref(uint)):
@@ -526,7 +556,9 @@ class Monitor:
 
     def _link(self, readings: DeviceReadings) -> DeviceReadings:
         by_pci, by_uuid = self._ids
-        device_id = by_uuid.get(readings.uuid or "") or by_pci.get(readings.pci_bus_id or readings.key)
+        device_id = by_uuid.get(readings.uuid or "") or by_pci.get(
+            readings.pci_bus_id or readings.key
+        )
         if device_id is None:
             return readings
         return DeviceReadings(
@@ -553,4 +585,3 @@ def read_all(sysfs_root: Path | str | None = None) -> list[DeviceReadings]:
     if _default is None:
         _default = Monitor()
     return _default.read()
-

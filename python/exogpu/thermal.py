@@ -84,7 +84,9 @@ def _throttling(readings: DeviceReadings) -> tuple[bool | None, tuple[str, ...]]
     if reading is None:
         return None, ()
     active = int(reading.value) & NVML_THROTTLE_MASK
-    names = tuple(n for n in (reading.detail or "").split(",") if n and n not in ("none", "gpu_idle"))
+    names = tuple(
+        n for n in (reading.detail or "").split(",") if n and n not in ("none", "gpu_idle")
+    )
     return active != 0, names if active else ()
 
 
@@ -122,7 +124,9 @@ class ThermalPolicy:
                 dev._hot = temperature_c >= enter - limits.hysteresis_c
             else:
                 dev._hot = temperature_c >= enter
-        at_slowdown = temperature_c is not None and slowdown_c is not None and temperature_c >= slowdown_c
+        at_slowdown = (
+            temperature_c is not None and slowdown_c is not None and temperature_c >= slowdown_c
+        )
         if throttled is not None or at_slowdown:
             if throttled or at_slowdown:
                 dev._throttled = True
@@ -148,7 +152,9 @@ class ThermalPolicy:
         for device in readings:
             throttled, reasons = _throttling(device)
             key = device.device_id or device.key
-            out[key] = self.observe(key, _temperature(device), throttled, _slowdown(device), reasons)
+            out[key] = self.observe(
+                key, _temperature(device), throttled, _slowdown(device), reasons
+            )
         return out
 
     def state(self, key: str) -> ThermalState:

@@ -66,8 +66,8 @@ def test_cuda_reason_on_this_machine() -> None:
 def test_a_library_without_the_driver_entry_points_is_named() -> None:
     cuda = backends(EXOGPU_CUDA_LIBRARY="libm.so.6")["cuda"]
     assert re.fullmatch(
-        r"libm\.so\.6 is missing cuInit, cuDriverGetVersion, cuGetErrorName and \d+ more entry points "
-        r"\(driver too old\?\)",
+        r"libm\.so\.6 is missing cuInit, cuDriverGetVersion, cuGetErrorName "
+        r"and \d+ more entry points \(driver too old\?\)",
         cuda["reason"],
     ), cuda["reason"]
 
@@ -110,8 +110,12 @@ CUDA_DEVICES = [d.id for d in exogpu.all_devices() if d.info.backend == "cuda"]
 @pytest.mark.parametrize("device_id", CUDA_DEVICES)
 def test_cuda_identity_is_normalised(device_id: str) -> None:
     info = exogpu.device(device_id).info
-    assert info.uuid is not None and re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", info.uuid)
-    assert info.pci_bus_id is not None and re.fullmatch(r"[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", info.pci_bus_id)
+    assert info.uuid is not None and re.fullmatch(
+        r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", info.uuid
+    )
+    assert info.pci_bus_id is not None and re.fullmatch(
+        r"[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", info.pci_bus_id
+    )
     assert exogpu.device(device_id).memory_info().source == "driver"
 
 

@@ -82,7 +82,11 @@ def test_amd_gpu_readings_carry_units_and_sources(sysfs: Path) -> None:
     assert amd.name == "AMD GPU (device 0x744c)"
     edge = amd.get("temperature", "edge")
     junction = amd.get("temperature", "junction")
-    assert edge is not None and (edge.value, edge.unit, edge.source) == (54.0, "degC", "sysfs:hwmon")
+    assert edge is not None and (edge.value, edge.unit, edge.source) == (
+        54.0,
+        "degC",
+        "sysfs:hwmon",
+    )
     assert junction is not None and junction.value == 61.5
     crit = amd.get("temperature_critical", "junction")
     assert crit is not None and crit.value == 110.0
@@ -94,7 +98,12 @@ def test_amd_gpu_readings_carry_units_and_sources(sysfs: Path) -> None:
     assert clock is not None and (clock.value, clock.unit, clock.sensor) == (2100.0, "MHz", "sclk")
     used, total = amd.get("memory_used"), amd.get("memory_total")
     assert used is not None and total is not None
-    assert (used.value, total.value, used.unit, used.source) == (3 * 2**30, 24 * 2**30, "B", "sysfs:drm")
+    assert (used.value, total.value, used.unit, used.source) == (
+        3 * 2**30,
+        24 * 2**30,
+        "B",
+        "sysfs:drm",
+    )
     load = amd.get("utilization")
     assert load is not None and (load.value, load.unit) == (37.0, "%")
     # amdgpu has no energy counter: absent, not zero.
@@ -111,7 +120,10 @@ def test_intel_gpu_power_comes_from_its_energy_counter_from_the_second_sample(sy
     assert first.get("temperature") is None  # i915 reports none here
     clock_reading = first.get("clock_graphics")
     assert clock_reading is not None and clock_reading.value == 1300.0
-    write(sysfs / "class" / "drm" / "card1" / "device" / "hwmon" / "hwmon5" / "energy1_input", "12500000")
+    write(
+        sysfs / "class" / "drm" / "card1" / "device" / "hwmon" / "hwmon5" / "energy1_input",
+        "12500000",
+    )
     clock.now += 2.5
     second = {d.key: d for d in monitor.read()}["pci:0000:00:02.0"]
     power = second.get("power")
@@ -150,7 +162,9 @@ def test_unreadable_counters_and_missing_trees_give_no_readings(tmp_path: Path) 
     assert Monitor(tmp_path, sources=("cpu",), link_devices=False).read() == []
 
 
-def test_sysfs_root_comes_from_the_environment(sysfs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sysfs_root_comes_from_the_environment(
+    sysfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("EXOGPU_SYSFS_ROOT", str(sysfs))
     keys = {d.key for d in Monitor(sources=("drm", "cpu"), link_devices=False).read()}
     assert keys == {"pci:0000:03:00.0", "pci:0000:00:02.0", "cpu"}
@@ -190,7 +204,13 @@ def test_monitor_cli_json_over_a_fake_tree(sysfs: Path) -> None:
     assert devices["cpu"]["thermal_state"] == "normal"
     amd = devices["pci:0000:03:00.0"]
     edge = next(r for r in amd["readings"] if r["name"] == "temperature" and r["sensor"] == "edge")
-    assert edge == {"name": "temperature", "value": 54.0, "unit": "degC", "source": "sysfs:hwmon", "sensor": "edge"}
+    assert edge == {
+        "name": "temperature",
+        "value": 54.0,
+        "unit": "degC",
+        "source": "sysfs:hwmon",
+        "sensor": "edge",
+    }
     for device in doc["devices"]:
         for reading in device["readings"]:
             assert reading["unit"] and reading["source"]

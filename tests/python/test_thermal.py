@@ -31,10 +31,15 @@ def test_an_absent_temperature_changes_nothing() -> None:
 
 def test_throttled_holds_until_several_clear_samples() -> None:
     policy = ThermalPolicy(ThermalLimits(clear_samples=3))
-    assert policy.observe("gpu", 60.0, throttled=True, reasons=("hw_slowdown",)).state is ThermalState.THROTTLED
+    assert (
+        policy.observe("gpu", 60.0, throttled=True, reasons=("hw_slowdown",)).state
+        is ThermalState.THROTTLED
+    )
     assert policy.observe("gpu", 60.0, throttled=False).state is ThermalState.THROTTLED
     assert policy.observe("gpu", 60.0, throttled=False).state is ThermalState.THROTTLED
-    assert policy.observe("gpu", 60.0, throttled=True).state is ThermalState.THROTTLED  # resets the run
+    assert (
+        policy.observe("gpu", 60.0, throttled=True).state is ThermalState.THROTTLED
+    )  # resets the run
     for _ in range(2):
         assert policy.observe("gpu", 60.0, throttled=False).state is ThermalState.THROTTLED
     last = policy.observe("gpu", 60.0, throttled=False)
@@ -68,7 +73,14 @@ def test_update_reads_nvml_throttle_reasons_and_the_hottest_sensor() -> None:
         device_id="cuda:0",
         readings=(
             Reading("temperature", 70.0, "degC", "nvml", "gpu"),
-            Reading("throttle_reasons", float(0x1 | 0x20), "flags", "nvml", None, "gpu_idle,sw_thermal_slowdown"),
+            Reading(
+                "throttle_reasons",
+                float(0x1 | 0x20),
+                "flags",
+                "nvml",
+                None,
+                "gpu_idle,sw_thermal_slowdown",
+            ),
         ),
     )
     amd = DeviceReadings(
@@ -85,7 +97,10 @@ def test_update_reads_nvml_throttle_reasons_and_the_hottest_sensor() -> None:
     assert states["cuda:0"].reasons == ("sw_thermal_slowdown",)
     assert states["pci:0000:03:00.0"].state is ThermalState.HOT  # junction, not edge
     idle_only = DeviceReadings(
-        key="k", vendor="NVIDIA", name="t", readings=(Reading("throttle_reasons", 1.0, "flags", "nvml", None, "gpu_idle"),)
+        key="k",
+        vendor="NVIDIA",
+        name="t",
+        readings=(Reading("throttle_reasons", 1.0, "flags", "nvml", None, "gpu_idle"),),
     )
     assert policy.update([idle_only])["k"].state is ThermalState.NORMAL  # idling is not throttling
 

@@ -19,10 +19,18 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "monitor", help="live device readings (temperature, power, memory, clocks, thermal state)"
     )
-    parser.add_argument("--json", action="store_true", help="one JSON document per sample, one per line")
-    parser.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between samples")
     parser.add_argument(
-        "--count", type=int, default=None, metavar="N", help="samples to take (default: 1 with --json, else until ^C)"
+        "--json", action="store_true", help="one JSON document per sample, one per line"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between samples"
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples to take (default: 1 with --json, else until ^C)",
     )
     parser.set_defaults(func=run)
 
@@ -44,9 +52,24 @@ def _memory(device: DeviceReadings) -> str:
 
 def _table(samples: list[DeviceReadings], policy: ThermalPolicy, status: str) -> Table:
     table = Table(title="exogpu monitor", caption=status or None)
-    for column in ("device", "name", "temp", "power", "energy", "memory", "clock", "load", "state", "sources"):
+    for column in (
+        "device",
+        "name",
+        "temp",
+        "power",
+        "energy",
+        "memory",
+        "clock",
+        "load",
+        "state",
+        "sources",
+    ):
         table.add_column(column)
-    colours = {ThermalState.NORMAL: "green", ThermalState.HOT: "yellow", ThermalState.THROTTLED: "red"}
+    colours = {
+        ThermalState.NORMAL: "green",
+        ThermalState.HOT: "yellow",
+        ThermalState.THROTTLED: "red",
+    }
     for device in samples:
         key = device.device_id or device.key
         temps = device.all("temperature")
@@ -57,7 +80,8 @@ def _table(samples: list[DeviceReadings], policy: ThermalPolicy, status: str) ->
         table.add_row(
             key,
             device.name,
-            _fmt(hottest) + (f" ({hottest.sensor})" if hottest is not None and hottest.sensor else ""),
+            _fmt(hottest)
+            + (f" ({hottest.sensor})" if hottest is not None and hottest.sensor else ""),
             _fmt(device.get("power"), 1),
             _fmt(device.get("energy"), 1),
             _memory(device),
