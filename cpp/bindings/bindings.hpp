@@ -19,5 +19,6 @@ void bind_cuda(nanobind::module_& m);
 std::optional<std::pair<int, int>> device_dlpack_device(const Buffer& buffer);
 std::optional<nanobind::object> export_device_dlpack(const Buffer& buffer,
                                                      const nanobind::kwargs& kwargs);
-nanobind::dict cuda_array_interface(const Buffer& buffer);
+nanobind::typed<nanobind::dict, nanobind::str, nanobind::any> cuda_array_interface(
+    const Buffer& buffer);
 }  // namespace exogpu::bindings

@@ -167,7 +167,7 @@ std::optional<nb::object> export_device_dlpack(const Buffer& buffer, const nb::k
   return nb::steal(capsule);
 }
 
-nb::dict cuda_array_interface(const Buffer& buffer) {
+nb::typed<nb::dict, nb::str, nb::any> cuda_array_interface(const Buffer& buffer) {
   const DeviceAddressable* memory = addressable(buffer);
   if (memory == nullptr || memory->device_address().device_type != DLPackDeviceType::cuda) {
     throw nb::attribute_error(("the buffer on " + buffer.device().id() +
@@ -175,7 +175,7 @@ nb::dict cuda_array_interface(const Buffer& buffer) {
                                   .c_str());
   }
   settle(buffer);
-  nb::dict d;
+  nb::typed<nb::dict, nb::str, nb::any> d;
   d["shape"] = nb::make_tuple(buffer.size());
   d["typestr"] = "|u1";
   d["data"] = nb::make_tuple(memory->device_address().address, false);
