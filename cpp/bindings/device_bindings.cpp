@@ -113,7 +113,8 @@ std::shared_ptr<Stream> default_stream_of(const std::shared_ptr<Device>& device)
 }
 
 PyBuffer allocate_from(Pool& pool, std::size_t nbytes) {
-  nb::gil_scoped_release release;
+  if (Buffer cached = pool.allocate_cached(nbytes); cached.valid()) return PyBuffer{std::move(cached)};
+  nb::gil_scoped_release release;  // the device may take a while
   return PyBuffer{pool.allocate(nbytes)};
 }
 
