@@ -1,5 +1,5 @@
 #include "bindings.hpp"
 
 namespace exogpu::bindings {
-void bind_probe(nanobind::module_&) {}
+void bind_probe(nanobind::module_& m) { bind_netprobe(m); }
 }  // namespace exogpu::bindings

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 
 from exogpu._core import Error
 
-COMMAND_MODULES = ("exogpu.cli.devices",)
+COMMAND_MODULES = (
+    "exogpu.cli.devices",
+    "exogpu.cli.monitor",
+    "exogpu.cli.place",
+    "exogpu.cli.probe",
+    "exogpu.cli.security",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
