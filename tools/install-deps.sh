@@ -9,7 +9,7 @@ SUDO=""
 APT_PACKAGES=(
   g++ git
   libgtest-dev libgmock-dev libbenchmark-dev
-  libvulkan-dev libvulkan-volk-dev mesa-vulkan-drivers glslc vulkan-validationlayers vulkan-tools
+  libvulkan-dev mesa-vulkan-drivers glslc vulkan-validationlayers vulkan-tools
   libamdhip64-dev
   iperf3 iproute2 curl openssl
 )

@@ -10,6 +10,8 @@ echo "== C++ suites (ASan + UBSan)"
 cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DEXOGPU_SANITIZE=ON -DEXOGPU_WERROR=ON -DEXOGPU_BUILD_TESTS=ON -DEXOGPU_BUILD_PYTHON=OFF >/dev/null
 cmake --build build/sanitize -j "$jobs"
+# Every Vulkan call runs under the Khronos validation layer; any message fails.
+export EXOGPU_VULKAN_VALIDATION=1
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export LSAN_OPTIONS="suppressions=$PWD/tests/cpp/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,3 +55,13 @@ def test_host_buffer_view() -> None:
     view = host.view()
     view[:] = 5
     assert host.nbytes == 1 << 16 and int(view.sum()) == 5 << 16
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="needs Linux /proc/meminfo")
+def test_cpu_free_memory_comes_from_the_os_even_with_drivers_loaded() -> None:
+    exogpu.all_devices()  # every backend opened (a driver may change the locale)
+    memory = exogpu.device("cpu:0").memory_info()
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    available = int(fields["MemAvailable"].split()[0]) * 1024
+    assert memory.source == "os"
+    assert abs(memory.free - available) < 0.1 * memory.total

@@ -3,7 +3,9 @@
 // across all cores for the compute probe.
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
+#include <string_view>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -65,15 +67,22 @@ class CpuHostBuffer final : public HostBuffer {
   std::size_t size_;
 };
 
-// Reads "Key:   value kB" from /proc/meminfo; 0 when absent.
-std::uint64_t meminfo_bytes(const std::string& key) {
+// Reads "Key:   value kB" from /proc/meminfo; 0 when absent. Parsed with
+// from_chars, which no global locale (a loaded driver may set one) can change.
+std::uint64_t meminfo_bytes(std::string_view key) {
   std::ifstream file("/proc/meminfo");
-  std::string name;
-  std::uint64_t value = 0;
-  std::string unit;
-  while (file >> name >> value) {
-    std::getline(file, unit);
-    if (name == key + ":") return value * 1024;
+  std::string line;
+  while (std::getline(file, line)) {
+    if (line.size() <= key.size() || line.compare(0, key.size(), key) != 0 ||
+        line[key.size()] != ':') {
+      continue;
+    }
+    const char* begin = line.data() + key.size() + 1;
+    const char* end = line.data() + line.size();
+    while (begin < end && *begin == ' ') ++begin;
+    std::uint64_t kib = 0;
+    if (std::from_chars(begin, end, kib).ec != std::errc{}) return 0;
+    return kib * 1024;
   }
   return 0;
 }
