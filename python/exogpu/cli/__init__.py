@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 COMMAND_MODULES = (
     "exogpu.cli.devices",
+    "exogpu.cli.bench",
+    "exogpu.cli.profile",
 )
 
 
