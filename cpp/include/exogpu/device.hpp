@@ -223,8 +223,12 @@ void read(void* dst, const Buffer& src, std::size_t src_offset, std::size_t n);
 // `stream` (or the default stream). Across devices: peer-to-peer where the
 // backends allow it, a direct host copy when one side is host-addressable,
 // otherwise chunks pipelined through two page-locked staging buffers.
-// `stream`, when given, must belong to the source or destination device.
+// `stream`, when given, must belong to the source or destination device. A
+// same-device copy given a stream is only enqueued on it; every other copy
+// returns when it is complete. `route` forces the staged path (for tests and
+// benchmarks of it); `automatic` picks the fastest path available.
+enum class CopyRoute { automatic, staged };
 void copy(const Buffer& dst, std::size_t dst_offset, const Buffer& src, std::size_t src_offset,
-          std::size_t n, Stream* stream = nullptr);
+          std::size_t n, Stream* stream = nullptr, CopyRoute route = CopyRoute::automatic);
 
 }  // namespace exogpu

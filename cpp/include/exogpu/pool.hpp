@@ -52,8 +52,9 @@ class Pool {
 
   [[nodiscard]] static std::size_t size_class(std::size_t n) noexcept;
 
+  struct State;  // implementation detail, shared with live buffers' deleters
+
  private:
-  struct State;
   Device& device_;
   std::shared_ptr<State> state_;  // shared with the deleters of live buffers
 };

@@ -1,0 +1,210 @@
+#include "exogpu/registry.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <numeric>
+#include <optional>
+
+#include "core/backends.hpp"
+#include "exogpu/error.hpp"
+
+namespace exogpu {
+
+namespace {
+
+struct KnownBackend {
+  const char* name;
+  std::function<std::unique_ptr<Backend>()> make;  // empty: not compiled in
+  const char* not_compiled_reason;
+};
+
+// Every backend exogpu knows, in the order ids are preferred when one
+// physical device shows up through several APIs: native APIs first, then the
+// CPU itself (so lavapipe and SwiftShader fold into cpu:0), then Vulkan.
+const std::vector<KnownBackend>& known() {
+  static const std::vector<KnownBackend> list = {
+#ifdef EXOGPU_HAVE_CUDA
+      {"cuda", make_cuda_backend, ""},
+#else
+      {"cuda", {}, "this build has no CUDA backend"},
+#endif
+#ifdef EXOGPU_HAVE_HIP
+      {"hip", make_hip_backend, ""},
+#else
+      {"hip", {}, "this build has no HIP backend"},
+#endif
+      {"metal", {}, "the Metal backend is built only on macOS"},
+      {"directml", {}, "the DirectML backend is built only on Windows"},
+      {"cpu", make_cpu_backend, ""},
+#ifdef EXOGPU_HAVE_VULKAN
+      {"vulkan", make_vulkan_backend, ""},
+#else
+      {"vulkan", {}, "this build has no Vulkan backend (Vulkan headers or glslc were missing)"},
+#endif
+  };
+  return list;
+}
+
+std::size_t preference(std::string_view backend) {
+  const auto& list = known();
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (backend == list[i].name) return i;
+  }
+  return list.size();
+}
+
+std::string trim(std::string_view s) {
+  const auto first = s.find_first_not_of(" \t");
+  if (first == std::string_view::npos) return {};
+  const auto last = s.find_last_not_of(" \t");
+  return std::string(s.substr(first, last - first + 1));
+}
+
+std::string known_names() {
+  std::string names;
+  for (const auto& b : known()) names += (names.empty() ? "" : ", ") + std::string(b.name);
+  return names;
+}
+
+// Union-find over device indices, for grouping one physical device's views.
+struct Groups {
+  std::vector<std::size_t> parent;
+  explicit Groups(std::size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), 0); }
+  std::size_t find(std::size_t i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+  }
+  void join(std::size_t a, std::size_t b) { parent[find(a)] = find(b); }
+};
+
+}  // namespace
+
+const std::vector<std::string>& Registry::known_backends() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& b : known()) out.emplace_back(b.name);
+    return out;
+  }();
+  return names;
+}
+
+BackendSelection BackendSelection::parse(std::string_view spec) {
+  BackendSelection selection;
+  std::size_t start = 0;
+  while (start <= spec.size()) {
+    const std::size_t comma = std::min(spec.find(',', start), spec.size());
+    std::string item = trim(spec.substr(start, comma - start));
+    start = comma + 1;
+    if (item.empty()) continue;
+    const bool exclude = item.front() == '-';
+    if (exclude) item = trim(std::string_view(item).substr(1));
+    const auto& names = Registry::known_backends();
+    if (std::find(names.begin(), names.end(), item) == names.end()) {
+      throw InvalidArgument("EXOGPU_BACKENDS names an unknown backend '" + item +
+                            "' (known: " + known_names() + ")");
+    }
+    (exclude ? selection.exclude : selection.include).push_back(item);
+  }
+  return selection;
+}
+
+BackendSelection BackendSelection::from_environment() {
+  const char* spec = std::getenv("EXOGPU_BACKENDS");
+  return spec == nullptr ? BackendSelection{} : parse(spec);
+}
+
+bool BackendSelection::selects(std::string_view backend) const {
+  auto has = [&](const std::vector<std::string>& v) {
+    return std::find(v.begin(), v.end(), backend) != v.end();
+  };
+  return (include.empty() || has(include)) && !has(exclude);
+}
+
+Registry::Registry(const BackendSelection& selection) {
+  for (const KnownBackend& entry : known()) {
+    BackendStatus status;
+    status.name = entry.name;
+    if (!entry.make) {
+      status.reason = entry.not_compiled_reason;
+    } else if (!selection.selects(entry.name)) {
+      status.reason = "excluded by EXOGPU_BACKENDS";
+    } else {
+      std::unique_ptr<Backend> backend = entry.make();
+      status = backend->open();
+      status.name = entry.name;
+      if (status.available) {
+        for (auto& device : backend->devices()) all_.push_back(std::move(device));
+      }
+      backends_.push_back(std::move(backend));
+    }
+    status_.push_back(std::move(status));
+  }
+  merge_aliases();
+}
+
+Registry::~Registry() = default;
+
+void Registry::merge_aliases() {
+  Groups groups(all_.size());
+  std::map<std::string, std::size_t> by_uuid;
+  std::map<std::string, std::size_t> by_pci;
+  std::optional<std::size_t> host_cpu;
+  for (std::size_t i = 0; i < all_.size(); ++i) {
+    const DeviceInfo& info = all_[i]->info();
+    if (info.backend == "cpu" && !host_cpu) host_cpu = i;
+  }
+  for (std::size_t i = 0; i < all_.size(); ++i) {
+    const DeviceInfo& info = all_[i]->info();
+    if (!info.uuid.empty()) {
+      auto [it, fresh] = by_uuid.emplace(info.uuid, i);
+      if (!fresh) groups.join(i, it->second);
+    }
+    if (!info.pci_bus_id.empty()) {
+      auto [it, fresh] = by_pci.emplace(info.pci_bus_id, i);
+      if (!fresh) groups.join(i, it->second);
+    }
+    // A CPU implementation of a GPU API runs on the host CPU itself.
+    if (info.emulated_on_host && host_cpu) groups.join(i, *host_cpu);
+  }
+
+  std::map<std::size_t, std::vector<std::size_t>> members;  // root -> devices
+  std::vector<std::size_t> order;                            // roots, first seen first
+  for (std::size_t i = 0; i < all_.size(); ++i) {
+    const std::size_t root = groups.find(i);
+    if (members[root].empty()) order.push_back(root);
+    members[root].push_back(i);
+  }
+  for (std::size_t root : order) {
+    std::vector<std::size_t>& group = members[root];
+    std::stable_sort(group.begin(), group.end(), [&](std::size_t a, std::size_t b) {
+      return preference(all_[a]->info().backend) < preference(all_[b]->info().backend);
+    });
+    for (std::size_t i : group) {
+      std::vector<std::string>& aliases = all_[i]->info_.aliases;
+      aliases.clear();
+      for (std::size_t j : group) {
+        if (j != i) aliases.push_back(all_[j]->id());
+      }
+    }
+    physical_.push_back(all_[group.front()]);
+  }
+}
+
+std::shared_ptr<Device> Registry::device(std::string_view id) const {
+  for (const auto& device : all_) {
+    if (device->id() == id) return device;
+  }
+  std::string ids;
+  for (const auto& device : all_) ids += (ids.empty() ? "" : ", ") + device->id();
+  throw InvalidArgument("no device '" + std::string(id) + "' here (devices: " +
+                        (ids.empty() ? "none" : ids) + ")");
+}
+
+Registry& Registry::instance() {
+  static Registry registry(BackendSelection::from_environment());
+  return registry;
+}
+
+}  // namespace exogpu
