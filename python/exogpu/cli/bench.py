@@ -14,7 +14,7 @@ from rich.table import Table
 
 import exogpu
 from exogpu import probe
-from exogpu.cli.measurement_format import format_bytes, format_rate, format_seconds, parse_bytes
+from exogpu.cli.measurement_format import format_bytes, format_seconds, parse_bytes
 
 
 def register(subparsers: Any) -> None:
@@ -101,21 +101,21 @@ def run_memory(args: argparse.Namespace) -> int:
 
 def _print_tables(console: Console, result: probe.MemoryProbe) -> None:
     kinds = result.kinds()
+    timings = sorted({c.timing.replace("_", " ") for c in result.copies})
     table = Table(
-        title=f"{result.device}: copy bandwidth (median, bytes counted once)",
-        caption="timing: " + ", ".join(
-            sorted({f"{c.kind} {c.timing}" for c in result.copies if c.bytes == result.max_bytes})
-        ),
+        title=f"{result.device}: copy bandwidth in GB/s (median, bytes counted once)",
+        caption=f"timed with {' and '.join(timings)}" if timings else None,
     )
     table.add_column("size", justify="right")
     for kind in kinds:
-        table.add_column(kind, justify="right")
+        label = "h2d+d2h" if kind == "bidirectional" else kind.replace("_", " ")
+        table.add_column(label, justify="right")
     by_point = {(c.kind, c.bytes): c for c in result.copies}
     for size in sorted({c.bytes for c in result.copies}):
         cells = [format_bytes(size)]
         for kind in kinds:
             c = by_point.get((kind, size))
-            cells.append(format_rate(c.bandwidth) if c else "")
+            cells.append(f"{c.bandwidth / 1e9:.2f}" if c else "")
         table.add_row(*cells)
     console.print(table)
 

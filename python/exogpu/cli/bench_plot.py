@@ -32,7 +32,7 @@ def plot_bandwidth(result: MemoryProbe, path: Path) -> None:
     ax.set_ylim(bottom=0)
     ax.set_title(f"{result.device}: copy bandwidth (median of samples; band: min..max)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left")
+    ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
