@@ -146,17 +146,17 @@ Registry::Registry(const BackendSelection& selection) {
 
 Registry::~Registry() = default;
 
-void Registry::merge_aliases() {
-  Groups groups(all_.size());
+std::vector<std::vector<std::size_t>> group_physical_devices(
+    const std::vector<DeviceInfo>& devices) {
+  Groups groups(devices.size());
   std::map<std::string, std::size_t> by_uuid;
   std::map<std::string, std::size_t> by_pci;
   std::optional<std::size_t> host_cpu;
-  for (std::size_t i = 0; i < all_.size(); ++i) {
-    const DeviceInfo& info = all_[i]->info();
-    if (info.backend == "cpu" && !host_cpu) host_cpu = i;
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    if (devices[i].backend == "cpu" && !host_cpu) host_cpu = i;
   }
-  for (std::size_t i = 0; i < all_.size(); ++i) {
-    const DeviceInfo& info = all_[i]->info();
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    const DeviceInfo& info = devices[i];
     if (!info.uuid.empty()) {
       auto [it, fresh] = by_uuid.emplace(info.uuid, i);
       if (!fresh) groups.join(i, it->second);
@@ -169,18 +169,25 @@ void Registry::merge_aliases() {
     if (info.emulated_on_host && host_cpu) groups.join(i, *host_cpu);
   }
 
-  std::map<std::size_t, std::vector<std::size_t>> members;  // root -> devices
-  std::vector<std::size_t> order;                            // roots, first seen first
-  for (std::size_t i = 0; i < all_.size(); ++i) {
-    const std::size_t root = groups.find(i);
-    if (members[root].empty()) order.push_back(root);
-    members[root].push_back(i);
+  std::map<std::size_t, std::size_t> slot_of_root;
+  std::vector<std::vector<std::size_t>> out;
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    auto [it, fresh] = slot_of_root.emplace(groups.find(i), out.size());
+    if (fresh) out.emplace_back();
+    out[it->second].push_back(i);
   }
-  for (std::size_t root : order) {
-    std::vector<std::size_t>& group = members[root];
+  for (auto& group : out) {
     std::stable_sort(group.begin(), group.end(), [&](std::size_t a, std::size_t b) {
-      return preference(all_[a]->info().backend) < preference(all_[b]->info().backend);
+      return preference(devices[a].backend) < preference(devices[b].backend);
     });
+  }
+  return out;
+}
+
+void Registry::merge_aliases() {
+  std::vector<DeviceInfo> infos;
+  for (const auto& device : all_) infos.push_back(device->info());
+  for (const auto& group : group_physical_devices(infos)) {
     for (std::size_t i : group) {
       std::vector<std::string>& aliases = all_[i]->info_.aliases;
       aliases.clear();

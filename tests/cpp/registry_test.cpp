@@ -1,0 +1,104 @@
+// Backend selection and the merging of one physical device's several views.
+#include <gtest/gtest.h>
+
+#include "exogpu/error.hpp"
+#include "exogpu/registry.hpp"
+
+namespace exogpu::test {
+namespace {
+
+TEST(BackendSelection, IncludesExcludesAndRejectsUnknownNames) {
+  auto only = BackendSelection::parse("cpu, vulkan");
+  EXPECT_TRUE(only.selects("cpu"));
+  EXPECT_TRUE(only.selects("vulkan"));
+  EXPECT_FALSE(only.selects("cuda"));
+  auto without = BackendSelection::parse("-cuda,-hip");
+  EXPECT_TRUE(without.selects("cpu"));
+  EXPECT_FALSE(without.selects("cuda"));
+  EXPECT_FALSE(without.selects("hip"));
+  EXPECT_TRUE(BackendSelection::parse("").selects("cpu"));
+  try {
+    (void)BackendSelection::parse("cpu,cdua");
+    FAIL() << "expected InvalidArgument";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("'cdua'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Registry, ExcludedBackendsSayWhyAndGiveNoDevices) {
+  Registry registry(BackendSelection::parse("-cpu"));
+  for (const auto& status : registry.backends()) {
+    if (status.name == "cpu") {
+      EXPECT_FALSE(status.available);
+      EXPECT_EQ(status.reason, "excluded by EXOGPU_BACKENDS");
+    }
+  }
+  for (const auto& device : registry.all_devices()) EXPECT_NE(device->info().backend, "cpu");
+}
+
+TEST(Registry, EveryKnownBackendIsListedWithAReasonWhenUnavailable) {
+  Registry registry(BackendSelection{});
+  ASSERT_EQ(registry.backends().size(), Registry::known_backends().size());
+  for (const auto& status : registry.backends()) {
+    if (!status.available) {
+      EXPECT_FALSE(status.reason.empty()) << status.name;
+    }
+  }
+  EXPECT_THROW((void)registry.device("cuda:99"), InvalidArgument);
+  EXPECT_EQ(registry.device("cpu:0")->id(), "cpu:0");
+}
+
+DeviceInfo view(std::string backend, int index, std::string uuid, std::string pci,
+                bool emulated = false) {
+  DeviceInfo info;
+  info.backend = std::move(backend);
+  info.index = index;
+  info.id = info.backend + ":" + std::to_string(index);
+  info.uuid = std::move(uuid);
+  info.pci_bus_id = std::move(pci);
+  info.emulated_on_host = emulated;
+  return info;
+}
+
+TEST(GroupPhysicalDevices, MergesByUuidThenPciAndFoldsCpuEmulationIntoTheCpu) {
+  const std::vector<DeviceInfo> devices = {
+      view("cuda", 0, "aaaa", "0000:01:00.0"),
+      view("hip", 0, "", "0000:03:00.0"),
+      view("cpu", 0, "", ""),
+      view("vulkan", 0, "bbbb", "0000:03:00.0"),  // the HIP GPU, by PCI bus id
+      view("vulkan", 1, "aaaa", ""),              // the CUDA GPU, by UUID
+      view("vulkan", 2, "cccc", "", true),        // lavapipe
+      view("vulkan", 3, "dddd", "0000:09:00.0"),  // only seen through Vulkan
+  };
+  const auto groups = group_physical_devices(devices);
+  ASSERT_EQ(groups.size(), 4u);
+  EXPECT_EQ(groups[0], (std::vector<std::size_t>{0, 4}));  // cuda:0 preferred over vulkan:1
+  EXPECT_EQ(groups[1], (std::vector<std::size_t>{1, 3}));  // hip:0 preferred over vulkan:0
+  EXPECT_EQ(groups[2], (std::vector<std::size_t>{2, 5}));  // cpu:0 with lavapipe
+  EXPECT_EQ(groups[3], (std::vector<std::size_t>{6}));
+}
+
+TEST(GroupPhysicalDevices, EmulatedDeviceStandsAloneWithoutTheCpuBackend) {
+  const auto groups = group_physical_devices({view("vulkan", 0, "cccc", "", true)});
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(groups[0], (std::vector<std::size_t>{0}));
+}
+
+TEST(Registry, AliasesAreSymmetric) {
+  const Registry& registry = Registry::instance();
+  for (const auto& device : registry.all_devices()) {
+    for (const auto& alias : device->info().aliases) {
+      const auto& other = registry.device(alias)->info().aliases;
+      EXPECT_NE(std::find(other.begin(), other.end(), device->id()), other.end())
+          << device->id() << " <-> " << alias;
+    }
+  }
+  for (const auto& physical : registry.devices()) {
+    for (const auto& alias : physical->info().aliases) {
+      for (const auto& other : registry.devices()) EXPECT_NE(other->id(), alias);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace exogpu::test

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: C++ suites under AddressSanitizer and
+# UndefinedBehaviorSanitizer, then the package built and installed as a user
+# would get it, then pytest, ruff and mypy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+echo "== C++ suites (ASan + UBSan)"
+cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+  -DEXOGPU_SANITIZE=ON -DEXOGPU_WERROR=ON -DEXOGPU_BUILD_TESTS=ON -DEXOGPU_BUILD_PYTHON=OFF >/dev/null
+cmake --build build/sanitize -j "$jobs"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export LSAN_OPTIONS="suppressions=$PWD/tests/cpp/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
+
+echo "== Python package"
+python3 -m pip install -q --no-build-isolation .
+
+echo "== Lint and types"
+python3 -m ruff check python tests benchmarks
+python3 -m mypy
+
+echo "== pytest"
+python3 -m pytest tests/python -q
