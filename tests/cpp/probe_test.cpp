@@ -9,15 +9,10 @@
 #include "exogpu/error.hpp"
 #include "exogpu/probe.hpp"
 #include "exogpu/registry.hpp"
+#include "test_support.hpp"
 
 namespace exogpu::probe {
 namespace {
-
-std::vector<std::string> device_ids() {
-  std::vector<std::string> ids;
-  for (const auto& device : Registry::instance().all_devices()) ids.push_back(device->id());
-  return ids;
-}
 
 bool finite_positive(double x) { return std::isfinite(x) && x > 0; }
 
@@ -150,14 +145,8 @@ TEST_P(ProbeOnDevice, ComputeProbeCountsFlopsAndBandwidth) {
   EXPECT_THROW((void)probe_compute(device(), options), InvalidArgument);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllDevices, ProbeOnDevice, ::testing::ValuesIn(device_ids()),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           for (char& c : name) {
-                             if (c == ':') c = '_';
-                           }
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllDevices, ProbeOnDevice, ::testing::ValuesIn(test::all_device_ids()),
+                         [](const auto& info) { return test::param_name(info.param); });
 
 TEST(ProbeCpu, FmaKernelRunsOnEveryCore) {
   const ComputeProbeResult r = probe_compute(*Registry::instance().device("cpu:0"), {});
