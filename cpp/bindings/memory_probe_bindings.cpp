@@ -26,9 +26,10 @@ using probe::LatencyMeasurement;
 using probe::MemoryProbeResult;
 using probe::SampleStats;
 
-probe::ProgressCallback progress_with_gil(std::optional<nb::callable> callback) {
+using PyProgress = std::function<void(std::string, std::size_t, std::size_t, std::size_t)>;
+
+probe::ProgressCallback progress_with_gil(std::optional<PyProgress> callback) {
   if (!callback) return {};
-  // The callable outlives the probe (it is an argument of the calling frame).
   return [fn = std::move(*callback)](const probe::ProbeProgress& p) {
     nb::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) throw nb::python_error();
@@ -44,7 +45,7 @@ MemoryProbeResult run_memory_probe(const std::shared_ptr<Device>& device,
                                    std::size_t bytes_per_sample, std::size_t max_repeats,
                                    bool latency, bool allocation,
                                    std::shared_ptr<Device> peer,
-                                   std::optional<nb::callable> progress) {
+                                   std::optional<PyProgress> progress) {
   probe::MemoryProbeOptions options;
   if (kinds) {
     for (const auto& name : *kinds) options.kinds.push_back(probe::copy_kind_from_string(name));

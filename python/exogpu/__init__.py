@@ -6,6 +6,7 @@ the CPU): discovery, memory, pooled allocation, transfers, streams and events.
 
 from __future__ import annotations
 
+from exogpu._copy import copy
 from exogpu._core import (
     BackendInfo,
     BackendUnavailable,
@@ -27,7 +28,6 @@ from exogpu._core import (
     device,
     devices,
 )
-from exogpu._copy import copy
 
 __all__ = [
     "BackendInfo",

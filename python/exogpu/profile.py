@@ -84,9 +84,7 @@ class Profile:
             "schema": SCHEMA,
             "node": self.node,
             "measured_at": self.measured_at,
-            "measured_at_iso": time.strftime(
-                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.measured_at)
-            ),
+            "measured_at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.measured_at)),
             "quick": self.quick,
             **self.environment.to_dict(),
             "devices": [dict(d) for d in self.devices],
@@ -126,7 +124,9 @@ class Profile:
         )
 
     def stale_reason(
-        self, max_age: float = DEFAULT_MAX_AGE, current: Environment | None = None,
+        self,
+        max_age: float = DEFAULT_MAX_AGE,
+        current: Environment | None = None,
         now: float | None = None,
     ) -> str | None:
         """Why this profile no longer describes this node, or None when it does."""
@@ -139,10 +139,7 @@ class Profile:
         current = current_environment() if current is None else current
         mine = self.environment
         if mine.exogpu_version != current.exogpu_version:
-            return (
-                f"measured with exogpu {mine.exogpu_version}, "
-                f"now {current.exogpu_version}"
-            )
+            return f"measured with exogpu {mine.exogpu_version}, now {current.exogpu_version}"
         if mine.runtimes != current.runtimes:
             return f"backend runtimes changed: {mine.runtimes} -> {current.runtimes}"
         if mine.identity != current.identity:
@@ -165,8 +162,7 @@ def _check_device_entry(entry: Any) -> None:
             or value <= 0
         ):
             raise ValueError(
-                f"profile device {entry['id']}: '{key}' must be positive and finite, "
-                f"got {value!r}"
+                f"profile device {entry['id']}: '{key}' must be positive and finite, got {value!r}"
             )
 
 
@@ -216,9 +212,7 @@ def _device_ids() -> list[str]:
 def current_environment() -> Environment:
     return Environment(
         exogpu_version=exogpu.__version__,
-        runtimes={
-            b.name: b.runtime_version for b in exogpu.backends() if b.available
-        },
+        runtimes={b.name: b.runtime_version for b in exogpu.backends() if b.available},
         identity=[_identity(exogpu.device(i)) for i in _device_ids()],
     )
 
@@ -231,8 +225,9 @@ class _Settings:
     transfer_bytes: int
 
 
-QUICK = _Settings(target_seconds=0.05, samples=3, bandwidth_bytes=32 << 20, transfer_bytes=8 << 20)
-FULL = _Settings(target_seconds=0.4, samples=5, bandwidth_bytes=256 << 20, transfer_bytes=256 << 20)
+# Quick: about 1-2 s per device; full: about 5-10 s.
+QUICK = _Settings(target_seconds=0.15, samples=3, bandwidth_bytes=64 << 20, transfer_bytes=16 << 20)
+FULL = _Settings(target_seconds=0.5, samples=7, bandwidth_bytes=256 << 20, transfer_bytes=256 << 20)
 
 
 def measure_device(device_id: str, quick: bool = False) -> dict[str, Any]:
@@ -279,7 +274,9 @@ def measure_device(device_id: str, quick: bool = False) -> dict[str, Any]:
     }
 
 
-def _placement_entry(node: str, primary: dict[str, Any], group: list[dict[str, Any]]) -> dict[str, Any]:
+def _placement_entry(
+    node: str, primary: dict[str, Any], group: list[dict[str, Any]]
+) -> dict[str, Any]:
     # The preferred id's figures, unless its backend has no FMA kernel: then
     # the fastest alias that has one speaks for the silicon.
     flops = primary["flops"]

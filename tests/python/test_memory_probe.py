@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import threading
@@ -53,9 +54,7 @@ def _check_stats(s: probe.Stats, samples: int) -> None:
 
 @pytest.mark.parametrize("device_id", DEVICE_IDS)
 def test_sweep_units_are_consistent(device_id: str) -> None:
-    result = probe.probe_memory(
-        device_id, max_bytes=1 << 20, samples=3, bytes_per_sample=1 << 20
-    )
+    result = probe.probe_memory(device_id, max_bytes=1 << 20, samples=3, bytes_per_sample=1 << 20)
     assert result.device == device_id
     assert result.bytes_counted == "once"
     assert result.max_bytes == 1 << 20
@@ -114,8 +113,13 @@ def test_peer_copy_between_two_devices() -> None:
         pytest.skip("one device here: no peer to copy to")
     device_id, peer_id = DEVICE_IDS[0], DEVICE_IDS[1]
     result = probe.probe_memory(
-        device_id, kinds=["peer"], sizes=[1 << 20, 4 << 20], samples=3, peer=peer_id,
-        latency=False, allocation=False,
+        device_id,
+        kinds=["peer"],
+        sizes=[1 << 20, 4 << 20],
+        samples=3,
+        peer=peer_id,
+        latency=False,
+        allocation=False,
     )
     assert [c.kind for c in result.copies] == ["peer", "peer"]
     for c in result.copies:
@@ -179,8 +183,15 @@ def test_progress_reports_every_step_in_order() -> None:
     assert [p.step for p in seen] == list(range(total + 1))
     assert {p.total for p in seen} == {total}
     assert [p.phase for p in seen] == [
-        "start", "d2d", "d2d", "d2d", "h2d_pinned", "h2d_pinned", "h2d_pinned",
-        "latency", "allocation",
+        "start",
+        "d2d",
+        "d2d",
+        "d2d",
+        "h2d_pinned",
+        "h2d_pinned",
+        "h2d_pinned",
+        "latency",
+        "allocation",
     ]
     assert [p.bytes for p in seen[1:4]] == [4 << 10, 16 << 10, 64 << 10]
     assert len(threads) == 1
@@ -209,8 +220,9 @@ def test_the_gil_is_released_while_measuring() -> None:
 
     def measure() -> None:
         t0 = time.perf_counter()
-        probe.probe_memory("cpu:0", kinds=["d2d"], sizes=[16 << 20], samples=150,
-                           latency=False, allocation=False)
+        probe.probe_memory(
+            "cpu:0", kinds=["d2d"], sizes=[16 << 20], samples=150, latency=False, allocation=False
+        )
         duration.append(time.perf_counter() - t0)
         done.set()
 
@@ -220,7 +232,7 @@ def test_the_gil_is_released_while_measuring() -> None:
     while not done.is_set():
         stamps.append(time.perf_counter())
     worker.join()
-    longest_gap = max(b - a for a, b in zip(stamps, stamps[1:]))
+    longest_gap = max(b - a for a, b in itertools.pairwise(stamps))
     # Held for the whole probe, the GIL would stop this loop for all of it.
     assert duration[0] > 0.2
     assert longest_gap < duration[0] / 2, (longest_gap, duration[0])

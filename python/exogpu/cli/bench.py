@@ -35,7 +35,10 @@ def register(subparsers: Any) -> None:
         "--kinds", metavar="K,K", help=f"copy kinds to measure (of {', '.join(probe.COPY_KINDS)})"
     )
     memory.add_argument(
-        "--max-bytes", type=parse_bytes, default=1 << 30, metavar="N",
+        "--max-bytes",
+        type=parse_bytes,
+        default=1 << 30,
+        metavar="N",
         help="largest copy (e.g. 64M, 1G; default 1G, bounded by free memory)",
     )
     memory.add_argument("--samples", type=int, default=5, help="timed samples per point")
@@ -72,8 +75,9 @@ def run_memory(args: argparse.Namespace) -> int:
 
             def on_progress(p: probe.Progress) -> None:
                 what = f"{p.phase} {format_bytes(p.bytes)}" if p.bytes else p.phase
-                bar.update(task, total=p.total, completed=p.step,
-                           description=f"{device_id}: {what}")
+                bar.update(
+                    task, total=p.total, completed=p.step, description=f"{device_id}: {what}"
+                )
 
             result = probe.probe_memory(
                 device_id,
@@ -126,8 +130,12 @@ def _print_tables(console: Console, result: probe.MemoryProbe) -> None:
         lat.add_column("min", justify="right")
         lat.add_column("max", justify="right")
         for x in result.latency:
-            lat.add_row(format_bytes(x.bytes), format_seconds(x.seconds.median),
-                        format_seconds(x.seconds.min), format_seconds(x.seconds.max))
+            lat.add_row(
+                format_bytes(x.bytes),
+                format_seconds(x.seconds.median),
+                format_seconds(x.seconds.min),
+                format_seconds(x.seconds.max),
+            )
         console.print(lat)
     if result.allocation:
         alloc = Table(title="allocate + free")
@@ -136,6 +144,10 @@ def _print_tables(console: Console, result: probe.MemoryProbe) -> None:
         alloc.add_column("median", justify="right")
         alloc.add_column("max", justify="right")
         for a in result.allocation:
-            alloc.add_row(a.path, format_bytes(a.bytes), format_seconds(a.seconds.median),
-                          format_seconds(a.seconds.max))
+            alloc.add_row(
+                a.path,
+                format_bytes(a.bytes),
+                format_seconds(a.seconds.median),
+                format_seconds(a.seconds.max),
+            )
         console.print(alloc)

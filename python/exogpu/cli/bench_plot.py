@@ -20,10 +20,19 @@ def plot_bandwidth(result: MemoryProbe, path: Path) -> None:
     for kind in result.kinds():
         points = sorted(result.of_kind(kind), key=lambda c: c.bytes)
         sizes = [c.bytes for c in points]
-        ax.plot(sizes, [c.bandwidth / 1e9 for c in points], marker="o", markersize=3,
-                label=f"{kind} ({points[0].timing.replace('_', ' ')})")
-        ax.fill_between(sizes, [c.bandwidth_min / 1e9 for c in points],
-                        [c.bandwidth_max / 1e9 for c in points], alpha=0.15)
+        ax.plot(
+            sizes,
+            [c.bandwidth / 1e9 for c in points],
+            marker="o",
+            markersize=3,
+            label=f"{kind} ({points[0].timing.replace('_', ' ')})",
+        )
+        ax.fill_between(
+            sizes,
+            [c.bandwidth_min / 1e9 for c in points],
+            [c.bandwidth_max / 1e9 for c in points],
+            alpha=0.15,
+        )
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(LogLocator(base=4))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: _size_label(x)))
@@ -40,7 +49,7 @@ def plot_bandwidth(result: MemoryProbe, path: Path) -> None:
 
 
 def _size_label(x: float) -> str:
-    n = int(round(x))
+    n = round(x)
     for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
         if n >= size:
             return f"{n // size}{unit}"

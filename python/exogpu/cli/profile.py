@@ -12,7 +12,7 @@ from rich.table import Table
 
 import exogpu
 from exogpu import profile
-from exogpu.cli.measurement_format import format_bytes, format_flops, format_rate
+from exogpu.cli.measurement_format import format_bytes
 
 
 def register(subparsers: Any) -> None:
@@ -29,11 +29,15 @@ def register(subparsers: Any) -> None:
         "--quick", action="store_true", help="short measurements (a few seconds per device)"
     )
     parser.add_argument(
-        "--cached", action="store_true",
+        "--cached",
+        action="store_true",
         help="show the cached profile when still fresh instead of measuring again",
     )
     parser.add_argument(
-        "--max-age", type=float, default=profile.DEFAULT_MAX_AGE, metavar="SECONDS",
+        "--max-age",
+        type=float,
+        default=profile.DEFAULT_MAX_AGE,
+        metavar="SECONDS",
         help="with --cached: the oldest profile still taken as fresh",
     )
     parser.set_defaults(func=run_profile)
@@ -70,20 +74,22 @@ def _print_table(console: Console, result: profile.Profile) -> None:
     table = Table(
         title=f"{result.node}: device profile ({'quick' if result.quick else 'full'}, "
         f"measured {result.to_dict()['measured_at_iso']})",
-        caption="memory bandwidth = 2 x device-to-device copy rate (bytes counted once); "
-        "rows marked * are aliases of the row above (the same silicon, not counted twice)",
+        caption="GFLOP/s: float32 FMA kernel; memory: 2 x device-to-device copy rate; "
+        "h2d/d2h: page-locked copies (bytes counted once). "
+        "* an alias of the device above (the same silicon, counted once)",
     )
-    for column in ("device", "name", "memory", "FLOP/s (fp32 FMA)", "memory bw", "h2d", "d2h"):
-        table.add_column(column, justify="left" if column in ("device", "name") else "right")
+    table.add_column("device")
+    table.add_column("name", overflow="fold", max_width=24)
+    for column in ("memory", "GFLOP/s", "memory GB/s", "h2d GB/s", "d2h GB/s"):
+        table.add_column(column, justify="right")
     for d in result.details:
-        flops = format_flops(d["flops"]) if d["fma_supported"] else "no kernel"
         table.add_row(
             d["id"] + (" *" if d["alias_of"] else ""),
             d["name"],
             format_bytes(d["memory_total"]),
-            flops,
-            format_rate(d["memory_bandwidth"]),
-            format_rate(d["h2d_bandwidth"]),
-            format_rate(d["d2h_bandwidth"]),
+            f"{d['flops'] / 1e9:.1f}" if d["fma_supported"] else "no kernel",
+            f"{d['memory_bandwidth'] / 1e9:.2f}",
+            f"{d['h2d_bandwidth'] / 1e9:.2f}",
+            f"{d['d2h_bandwidth'] / 1e9:.2f}",
         )
     console.print(table)
