@@ -20,7 +20,7 @@ python3 -m pip install -q --no-build-isolation .
 
 echo "== Lint and types"
 python3 -m ruff check python tests benchmarks
-python3 -m mypy
+python3 -m mypy -p exogpu
 
 echo "== pytest"
 python3 -m pytest tests/python -q

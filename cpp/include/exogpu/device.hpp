@@ -133,6 +133,10 @@ class Stream {
   void copy_d2d(const Buffer& dst, std::size_t dst_offset, const Buffer& src,
                 std::size_t src_offset, std::size_t n);
   void fill(const Buffer& dst, std::size_t offset, std::size_t n, std::uint8_t value);
+  // Synchronous copies: ordered after the work already queued, complete on
+  // return. A backend may run them on the calling thread when the stream is idle.
+  void copy_h2d_sync(const Buffer& dst, std::size_t dst_offset, const void* src, std::size_t n);
+  void copy_d2h_sync(void* dst, const Buffer& src, std::size_t src_offset, std::size_t n);
   [[nodiscard]] std::shared_ptr<Event> record();
   // Later work on this stream waits for `event`, which may come from any
   // device or backend.
@@ -154,6 +158,16 @@ class Stream {
   [[nodiscard]] virtual std::shared_ptr<Event> do_record() = 0;
   virtual void do_wait(const std::shared_ptr<Event>& event) = 0;
   virtual void do_synchronize() = 0;
+  virtual void do_copy_h2d_sync(const AllocationPtr& dst, std::size_t dst_offset, const void* src,
+                                std::size_t n) {
+    do_copy_h2d(dst, dst_offset, src, n);
+    do_synchronize();
+  }
+  virtual void do_copy_d2h_sync(void* dst, const AllocationPtr& src, std::size_t src_offset,
+                                std::size_t n) {
+    do_copy_d2h(dst, src, src_offset, n);
+    do_synchronize();
+  }
 
  private:
   void check_buffer(const Buffer& buffer, std::size_t offset, std::size_t n,

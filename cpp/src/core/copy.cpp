@@ -99,14 +99,13 @@ void copy(const Buffer& dst, std::size_t dst_offset, const Buffer& src, std::siz
   if (void* dst_host = dst.host_ptr(); dst_host != nullptr) {
     // Earlier work on the destination must land before the source overwrites it.
     dst_stream.synchronize();
-    src_stream.copy_d2h(static_cast<std::byte*>(dst_host) + dst_offset, src, src_offset, n);
-    src_stream.synchronize();
+    src_stream.copy_d2h_sync(static_cast<std::byte*>(dst_host) + dst_offset, src, src_offset, n);
     return;
   }
   if (void* src_host = src.host_ptr(); src_host != nullptr) {
     src_stream.synchronize();
-    dst_stream.copy_h2d(dst, dst_offset, static_cast<const std::byte*>(src_host) + src_offset, n);
-    dst_stream.synchronize();
+    dst_stream.copy_h2d_sync(dst, dst_offset, static_cast<const std::byte*>(src_host) + src_offset,
+                             n);
     return;
   }
   dst_stream.synchronize();

@@ -83,6 +83,21 @@ void Stream::fill(const Buffer& dst, std::size_t offset, std::size_t n, std::uin
   do_fill(dst.allocation(), offset, n, value);
 }
 
+void Stream::copy_h2d_sync(const Buffer& dst, std::size_t dst_offset, const void* src,
+                           std::size_t n) {
+  check_buffer(dst, dst_offset, n, "destination");
+  if (n == 0) return;
+  if (src == nullptr) throw InvalidArgument("host source pointer is null");
+  do_copy_h2d_sync(dst.allocation(), dst_offset, src, n);
+}
+
+void Stream::copy_d2h_sync(void* dst, const Buffer& src, std::size_t src_offset, std::size_t n) {
+  check_buffer(src, src_offset, n, "source");
+  if (n == 0) return;
+  if (dst == nullptr) throw InvalidArgument("host destination pointer is null");
+  do_copy_d2h_sync(dst, src.allocation(), src_offset, n);
+}
+
 std::shared_ptr<Event> Stream::record() { return do_record(); }
 
 void Stream::wait(const std::shared_ptr<Event>& event) {
@@ -121,16 +136,12 @@ double Device::launch_fma(Stream&, const Buffer&, std::uint32_t) { return 0.0; }
 
 void write(const Buffer& dst, std::size_t dst_offset, const void* src, std::size_t n) {
   if (!dst.valid()) throw InvalidArgument("destination buffer is empty or was freed");
-  Stream& stream = dst.device().default_stream();
-  stream.copy_h2d(dst, dst_offset, src, n);
-  stream.synchronize();
+  dst.device().default_stream().copy_h2d_sync(dst, dst_offset, src, n);
 }
 
 void read(void* dst, const Buffer& src, std::size_t src_offset, std::size_t n) {
   if (!src.valid()) throw InvalidArgument("source buffer is empty or was freed");
-  Stream& stream = src.device().default_stream();
-  stream.copy_d2h(dst, src, src_offset, n);
-  stream.synchronize();
+  src.device().default_stream().copy_d2h_sync(dst, src, src_offset, n);
 }
 
 }  // namespace exogpu

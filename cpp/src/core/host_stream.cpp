@@ -63,7 +63,7 @@ void HostStream::enqueue(std::function<void()> task) {
 void HostStream::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    work_cv_.wait(lock, [this] { return (stopping_ || !queue_.empty()) && !busy_; });
     if (queue_.empty()) return;  // stopping, and everything queued is done
     std::function<void()> task = std::move(queue_.front());
     queue_.pop_front();
@@ -96,6 +96,41 @@ void HostStream::do_synchronize() {
       throw DeviceError("an operation queued on " + device().id() + " failed: " + e.what());
     }
   }
+}
+
+template <typename Task>
+void HostStream::run_now(Task&& task) {
+  {
+    std::unique_lock lock(mutex_);
+    if (!queue_.empty() || busy_ || error_) {
+      lock.unlock();
+      enqueue(std::forward<Task>(task));
+      do_synchronize();
+      return;
+    }
+    busy_ = true;  // the worker stays off while this thread runs the task
+  }
+  task();  // a memcpy: cannot throw
+  {
+    std::lock_guard lock(mutex_);
+    busy_ = false;
+  }
+  work_cv_.notify_one();  // work queued meanwhile may start
+  idle_cv_.notify_all();
+}
+
+void HostStream::do_copy_h2d_sync(const AllocationPtr& dst, std::size_t dst_offset,
+                                  const void* src, std::size_t n) {
+  run_now([dst, dst_offset, src, n] {
+    std::memcpy(static_cast<std::byte*>(dst->host_ptr()) + dst_offset, src, n);
+  });
+}
+
+void HostStream::do_copy_d2h_sync(void* dst, const AllocationPtr& src, std::size_t src_offset,
+                                  std::size_t n) {
+  run_now([dst, src, src_offset, n] {
+    std::memcpy(dst, static_cast<const std::byte*>(src->host_ptr()) + src_offset, n);
+  });
 }
 
 void HostStream::do_copy_h2d(const AllocationPtr& dst, std::size_t dst_offset, const void* src,

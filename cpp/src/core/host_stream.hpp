@@ -51,9 +51,17 @@ class HostStream final : public Stream {
   [[nodiscard]] std::shared_ptr<Event> do_record() override;
   void do_wait(const std::shared_ptr<Event>& event) override;
   void do_synchronize() override;
+  void do_copy_h2d_sync(const AllocationPtr& dst, std::size_t dst_offset, const void* src,
+                        std::size_t n) override;
+  void do_copy_d2h_sync(void* dst, const AllocationPtr& src, std::size_t src_offset,
+                        std::size_t n) override;
 
  private:
   void run();
+  // Runs `task` on the calling thread when nothing is queued or running (and
+  // holds the worker off meanwhile); otherwise queues it and synchronizes.
+  template <typename Task>
+  void run_now(Task&& task);
   std::mutex mutex_;
   std::condition_variable work_cv_;
   std::condition_variable idle_cv_;

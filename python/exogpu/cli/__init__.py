@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from exogpu._core import Error
+
 COMMAND_MODULES = (
     "exogpu.cli.devices",
     "exogpu.cli.bench",
@@ -31,7 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except Error as err:
+        # A typed error already says what was wrong: no traceback.
+        print(f"exogpu {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return code
 
 
