@@ -14,18 +14,9 @@ import pytest
 import exogpu
 from exogpu import probe
 
-
-def _all_device_ids() -> list[str]:
-    """Every device, aliases included (so vulkan:0 on lavapipe is covered)."""
-    ids: list[str] = []
-    for dev in exogpu.devices():
-        for device_id in (dev.id, *dev.info.aliases):
-            if device_id not in ids:
-                ids.append(device_id)
-    return ids
-
-
-DEVICE_IDS = _all_device_ids()
+# Every device, aliases included (so vulkan:0 on lavapipe is covered); the
+# per-device tests take conftest's `device` fixture, parametrised the same way.
+DEVICE_IDS = [d.id for d in exogpu.all_devices()]
 
 
 def _numpy_copy_bandwidth(nbytes: int, samples: int = 7) -> float:
@@ -52,8 +43,8 @@ def _check_stats(s: probe.Stats, samples: int) -> None:
     assert math.isfinite(s.max)
 
 
-@pytest.mark.parametrize("device_id", DEVICE_IDS)
-def test_sweep_units_are_consistent(device_id: str) -> None:
+def test_sweep_units_are_consistent(device: exogpu.Device) -> None:
+    device_id = device.id
     result = probe.probe_memory(device_id, max_bytes=1 << 20, samples=3, bytes_per_sample=1 << 20)
     assert result.device == device_id
     assert result.bytes_counted == "once"
@@ -88,8 +79,8 @@ def test_sweep_units_are_consistent(device_id: str) -> None:
     assert as_dict["units"]["bandwidth"] == "bytes/s"
 
 
-@pytest.mark.parametrize("device_id", DEVICE_IDS)
-def test_large_copies_are_within_range_of_numpy(device_id: str) -> None:
+def test_large_copies_are_within_range_of_numpy(device: exogpu.Device) -> None:
+    device_id = device.id
     nbytes = 32 << 20
     kinds = ["h2d_pinned", "d2h_pinned", "h2d_pageable", "d2h_pageable", "d2d"]
     reference = _numpy_copy_bandwidth(nbytes)
@@ -154,8 +145,8 @@ def test_compute_probe_on_the_cpu_beats_numpy() -> None:
     assert 0.2 <= ratio <= 5.0
 
 
-@pytest.mark.parametrize("device_id", DEVICE_IDS)
-def test_compute_probe_on_every_device(device_id: str) -> None:
+def test_compute_probe_on_every_device(device: exogpu.Device) -> None:
+    device_id = device.id
     result = probe.probe_compute(
         device_id, elements=1 << 16, target_seconds=0.02, samples=3, bandwidth_bytes=4 << 20
     )
