@@ -241,10 +241,12 @@ def measure_device(device_id: str, quick: bool = False) -> dict[str, Any]:
         samples=settings.samples,
         bandwidth_bytes=settings.bandwidth_bytes,
     )
+    # A small device gets a smaller transfer, never an out-of-memory error.
+    transfer_bytes = min(settings.transfer_bytes, max(4096, dev.memory_info().free // 8))
     transfers = probe.probe_memory(
         dev,
         kinds=["h2d_pinned", "d2h_pinned"],
-        sizes=[settings.transfer_bytes],
+        sizes=[transfer_bytes],
         samples=settings.samples,
         latency=False,
         allocation=False,
@@ -268,22 +270,30 @@ def measure_device(device_id: str, quick: bool = False) -> dict[str, Any]:
         "d2d_bytes": compute.copy_bytes,
         "h2d_bandwidth": rates.get("h2d_pinned", 0.0),
         "d2h_bandwidth": rates.get("d2h_pinned", 0.0),
-        "transfer_bytes": settings.transfer_bytes,
+        "transfer_bytes": transfer_bytes,
         "bytes_counted": "once",
         "seconds": time.monotonic() - start,
     }
 
 
-def _placement_entry(
-    node: str, primary: dict[str, Any], group: list[dict[str, Any]]
-) -> dict[str, Any]:
-    # The preferred id's figures, unless its backend has no FMA kernel: then
-    # the fastest alias that has one speaks for the silicon.
+def _placement_entry(node: str, group: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The placement entry of one physical device from the measurements of its ids.
+
+    The preferred id speaks for the silicon unless it failed; its FLOP/s too,
+    unless its backend has no FMA kernel, then the fastest id that has one.
+    None when no id of the device could be measured.
+    """
+    measured = [d for d in group if "error" not in d]
+    if not measured:
+        return None
+    primary = measured[0]
     flops = primary["flops"]
     if flops <= 0:
-        flops = max((d["flops"] for d in group), default=0.0)
+        flops = max(d["flops"] for d in measured)
+    if flops <= 0:
+        return None
     return {
-        "id": f"{node}:{primary['id']}",
+        "id": f"{node}:{group[0]['id']}",
         "node": node,
         "memory_bytes": primary["memory_total"],
         "flops": flops,
@@ -295,7 +305,12 @@ def measure_profile(
     quick: bool = False,
     on_device: Callable[[str], None] | None = None,
 ) -> Profile:
-    """Measures every local device (aliases too); `on_device(id)` before each one."""
+    """Measures every local device (aliases too); `on_device(id)` before each one.
+
+    A device id whose measurement fails keeps its error under `details`; a
+    physical device none of whose ids could be measured (or that has no FMA
+    kernel on any backend) is left out of `devices`.
+    """
     node = node_name()
     environment = current_environment()
     measured_at = time.time()
@@ -306,13 +321,17 @@ def measure_profile(
         for device_id in (dev.id, *dev.info.aliases):
             if on_device is not None:
                 on_device(device_id)
-            measured = measure_device(device_id, quick=quick)
+            try:
+                measured = measure_device(device_id, quick=quick)
+            except exogpu.Error as e:
+                measured = {"id": device_id, "error": str(e)}
             measured["alias_of"] = None if device_id == dev.id else dev.id
             group.append(measured)
         details.extend(group)
-        entry = _placement_entry(node, group[0], group)
-        _check_device_entry(entry)
-        entries.append(entry)
+        entry = _placement_entry(node, group)
+        if entry is not None:
+            _check_device_entry(entry)
+            entries.append(entry)
     return Profile(
         node=node,
         measured_at=measured_at,

@@ -83,6 +83,9 @@ def _print_table(console: Console, result: profile.Profile) -> None:
     for column in ("memory", "GFLOP/s", "memory GB/s", "h2d GB/s", "d2h GB/s"):
         table.add_column(column, justify="right")
     for d in result.details:
+        if "error" in d:
+            table.add_row(d["id"] + (" *" if d["alias_of"] else ""), f"[red]{d['error']}[/red]")
+            continue
         table.add_row(
             d["id"] + (" *" if d["alias_of"] else ""),
             d["name"],
