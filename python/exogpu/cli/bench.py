@@ -74,7 +74,10 @@ def run_memory(args: argparse.Namespace) -> int:
             task = bar.add_task(f"{device_id}: starting", total=None)
 
             def on_progress(p: probe.Progress) -> None:
-                what = f"{p.phase} {format_bytes(p.bytes)}" if p.bytes else p.phase
+                if p.phase == "start":
+                    what = "allocating and touching buffers"
+                else:
+                    what = f"{p.phase} {format_bytes(p.bytes)}" if p.bytes else p.phase
                 bar.update(
                     task, total=p.total, completed=p.step, description=f"{device_id}: {what}"
                 )

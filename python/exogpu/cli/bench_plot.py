@@ -14,7 +14,7 @@ def plot_bandwidth(result: MemoryProbe, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for kind in result.kinds():
@@ -34,7 +34,9 @@ def plot_bandwidth(result: MemoryProbe, path: Path) -> None:
             alpha=0.15,
         )
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(LogLocator(base=4))
+    sizes_measured = sorted({c.bytes for c in result.copies})
+    ax.xaxis.set_major_locator(FixedLocator(sizes_measured))
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: _size_label(x)))
     ax.set_xlabel("copy size")
     ax.set_ylabel("bandwidth (GB/s, bytes counted once)")
