@@ -21,6 +21,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from exogpu import _core
+from exogpu._core import Device
+
+DeviceLike = Device | str
+"""A device, or any of its ids (aliases included)."""
 
 COPY_KINDS: tuple[str, ...] = tuple(_core.copy_kinds())
 """h2d/d2h from page-locked and pageable host memory, d2d, peer (to another
@@ -52,7 +56,7 @@ class Stats:
     samples: int
 
     @classmethod
-    def _from_native(cls, s: Any) -> Stats:
+    def _from_native(cls, s: _core.SampleStats) -> Stats:
         return cls(median=s.median, min=s.min, max=s.max, samples=s.samples)
 
 
@@ -75,7 +79,7 @@ class CopyResult:
     destination: str
 
     @classmethod
-    def _from_native(cls, c: Any) -> CopyResult:
+    def _from_native(cls, c: _core.CopyMeasurement) -> CopyResult:
         return cls(
             kind=c.kind,
             bytes=c.bytes,
@@ -166,17 +170,12 @@ class ComputeProbe:
         return data
 
 
-def _native_device(device: Any) -> Any:
-    """The native device behind an exogpu Device, or behind a device id."""
-    if isinstance(device, str):
-        import exogpu
-
-        device = exogpu.device(device)
-    return getattr(device, "_native", device)
+def _device(device: DeviceLike) -> Device:
+    return _core.device(device) if isinstance(device, str) else device
 
 
 def probe_memory(
-    device: Any,
+    device: DeviceLike,
     *,
     kinds: Sequence[str] | None = None,
     sizes: Sequence[int] | None = None,
@@ -189,7 +188,7 @@ def probe_memory(
     max_repeats: int = 256,
     latency: bool = True,
     allocation: bool = True,
-    peer: Any = None,
+    peer: DeviceLike | None = None,
     progress: ProgressCallback | None = None,
 ) -> MemoryProbe:
     """Copy bandwidth of `device` (a Device or a device id) over a sweep of sizes.
@@ -204,7 +203,7 @@ def probe_memory(
             progress(Progress(phase, nbytes, step, total))
 
     native = _core.probe_memory(
-        _native_device(device),
+        _device(device),
         kinds=list(kinds) if kinds is not None else None,
         sizes=list(sizes) if sizes is not None else None,
         min_bytes=min_bytes,
@@ -216,7 +215,7 @@ def probe_memory(
         max_repeats=max_repeats,
         latency=latency,
         allocation=allocation,
-        peer=_native_device(peer) if peer is not None else None,
+        peer=_device(peer) if peer is not None else None,
         progress=on_progress if progress is not None else None,
     )
     return MemoryProbe(
@@ -236,7 +235,7 @@ def probe_memory(
 
 
 def probe_compute(
-    device: Any,
+    device: DeviceLike,
     *,
     elements: int = 1 << 20,
     target_seconds: float = 0.25,
@@ -246,7 +245,7 @@ def probe_compute(
 ) -> ComputeProbe:
     """Sustained float32 FMA throughput and memory bandwidth of `device`."""
     r = _core.probe_compute(
-        _native_device(device),
+        _device(device),
         elements=elements,
         target_seconds=target_seconds,
         warmup=warmup,
