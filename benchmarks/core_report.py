@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchmarks.ratio import median_seconds_pair  # noqa: E402
-
-import exogpu  # noqa: E402
+import exogpu
+from benchmarks.ratio import median_seconds_pair
 
 MiB = 1 << 20
 
@@ -44,19 +43,25 @@ def main() -> None:
     )
     ours_ns = ours / calls * 1e9
     theirs_ns = theirs / calls * 1e9
-    print(f"pooled allocate+free 1 MiB on {dev.id}: {ours_ns:.0f} ns; numpy.empty(1 MiB): "
-          f"{theirs_ns:.0f} ns; ratio (numpy time / ours) {theirs_ns / ours_ns:.2f}")
+    print(
+        f"pooled allocate+free 1 MiB on {dev.id}: {ours_ns:.0f} ns; numpy.empty(1 MiB): "
+        f"{theirs_ns:.0f} ns; ratio (numpy time / ours) {theirs_ns / ours_ns:.2f}"
+    )
 
     for nbytes in (4 << 10, 64 * MiB):
         host = np.ones(nbytes, np.uint8)
         out = np.empty(nbytes, np.uint8)
         buf = dev.allocate(nbytes)
         buf.copy_from(host)
-        for name, op in (("host-to-device", lambda: buf.copy_from(host)),
-                         ("device-to-host", lambda: buf.copy_to(out))):
+        for name, op in (
+            ("host-to-device", lambda: buf.copy_from(host)),
+            ("device-to-host", lambda: buf.copy_to(out)),
+        ):
             t_ours, t_np = median_seconds_pair(op, lambda: np.copyto(out, host), args.repeats)
-            print(f"{name} {nbytes // 1024} KiB on {dev.id}: {nbytes / t_ours / 1e9:.2f} GB/s, "
-                  f"numpy.copyto {nbytes / t_np / 1e9:.2f} GB/s, ratio {t_np / t_ours:.3f}")
+            print(
+                f"{name} {nbytes // 1024} KiB on {dev.id}: {nbytes / t_ours / 1e9:.2f} GB/s, "
+                f"numpy.copyto {nbytes / t_np / 1e9:.2f} GB/s, ratio {t_np / t_ours:.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
 echo "== Python package"
 python3 -m pip install -q --no-build-isolation .
 
+echo "== Wheel (manylinux, no vendor libraries linked)"
+bash tools/check-wheel.sh
+
 echo "== Lint and types"
 python3 -m ruff check python tests benchmarks
 python3 -m mypy -p exogpu

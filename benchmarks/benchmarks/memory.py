@@ -53,6 +53,8 @@ class CopyBandwidth:
     def track_h2d_ratio_to_numpy(self, nbytes: int) -> float:
         from benchmarks.ratio import median_ratio
 
-        return median_ratio(lambda: self.buf.copy_from(self.host), lambda: np.copyto(self.out, self.host))
+        return median_ratio(
+            lambda: self.buf.copy_from(self.host), lambda: np.copyto(self.out, self.host)
+        )
 
     track_h2d_ratio_to_numpy.unit = "x numpy"  # type: ignore[attr-defined]

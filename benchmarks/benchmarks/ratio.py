@@ -9,7 +9,10 @@ from collections.abc import Callable
 
 
 def median_seconds_pair(
-    candidate: Callable[[], object], reference: Callable[[], object], repeats: int = 21, warmup: int = 3
+    candidate: Callable[[], object],
+    reference: Callable[[], object],
+    repeats: int = 21,
+    warmup: int = 3,
 ) -> tuple[float, float]:
     for _ in range(warmup):
         candidate()
@@ -26,7 +29,9 @@ def median_seconds_pair(
     return statistics.median(ours), statistics.median(theirs)
 
 
-def median_ratio(candidate: Callable[[], object], reference: Callable[[], object], repeats: int = 21) -> float:
+def median_ratio(
+    candidate: Callable[[], object], reference: Callable[[], object], repeats: int = 21
+) -> float:
     """Rate of `candidate` as a multiple of `reference`'s (higher is faster)."""
     ours, theirs = median_seconds_pair(candidate, reference, repeats)
     return theirs / ours

@@ -7,7 +7,9 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
+#include <nanobind/stl/map.h>
 
+#include <map>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -111,7 +113,8 @@ std::shared_ptr<Stream> default_stream_of(const std::shared_ptr<Device>& device)
 }
 
 PyBuffer allocate_from(Pool& pool, std::size_t nbytes) {
-  nb::gil_scoped_release release;
+  if (Buffer cached = pool.allocate_cached(nbytes); cached.valid()) return PyBuffer{std::move(cached)};
+  nb::gil_scoped_release release;  // the device may take a while
   return PyBuffer{pool.allocate(nbytes)};
 }
 
@@ -167,8 +170,10 @@ ByteView host_view(nb::handle owner, const PyBuffer& self) {
   return ByteView(data ? data : &empty, {buffer.size()}, owner);
 }
 
-nb::dict info_dict(const DeviceInfo& info) {
-  nb::dict d;
+using JsonDict = nb::typed<nb::dict, nb::str, nb::any>;
+
+JsonDict info_dict(const DeviceInfo& info) {
+  JsonDict d;
   d["id"] = info.id;
   d["backend"] = info.backend;
   d["index"] = info.index;
@@ -184,8 +189,8 @@ nb::dict info_dict(const DeviceInfo& info) {
   return d;
 }
 
-nb::dict stats_dict(const PoolStats& s) {
-  nb::dict d;
+std::map<std::string, std::uint64_t> stats_dict(const PoolStats& s) {
+  std::map<std::string, std::uint64_t> d;
   d["bytes_in_use"] = s.bytes_in_use;
   d["bytes_requested"] = s.bytes_requested;
   d["bytes_cached"] = s.bytes_cached;
@@ -208,7 +213,7 @@ void bind_devices(nb::module_& m) {
       .def_ro("device_count", &BackendStatus::device_count)
       .def_ro("runtime_version", &BackendStatus::runtime_version)
       .def("to_dict", [](const BackendStatus& s) {
-        nb::dict d;
+        JsonDict d;
         d["name"] = s.name;
         d["available"] = s.available;
         d["reason"] = s.reason;
@@ -256,8 +261,10 @@ void bind_devices(nb::module_& m) {
       .def("wait", [](PyStream& s, std::shared_ptr<Event> e) { s.stream->wait(e); }, "event"_a,
            "Later work on this stream waits for `event` (from any device).")
       .def("synchronize", &PyStream::synchronize)
-      .def("__enter__", [](nb::handle self) { return nb::borrow(self); })
-      .def("__exit__", [](PyStream& s, nb::args) { s.synchronize(); });
+      .def("__enter__", [](nb::handle self) { return nb::borrow(self); },
+           nb::sig("def __enter__(self) -> Stream"))
+      .def("__exit__", [](PyStream& s, nb::args) { s.synchronize(); },
+           nb::sig("def __exit__(self, *args: object) -> None"));
 
   nb::class_<HostBuffer>(m, "HostBuffer", "Host memory for staging; page-locked where the backend can.")
       .def_prop_ro("nbytes", &HostBuffer::size)
@@ -276,8 +283,10 @@ void bind_devices(nb::module_& m) {
       })
       .def("free", [](PyBuffer& b) { b.buffer.reset(); },
            "Releases the memory now (once in-flight work is done). Idempotent.")
-      .def("__enter__", [](nb::handle self) { return nb::borrow(self); })
-      .def("__exit__", [](PyBuffer& b, nb::args) { b.buffer.reset(); })
+      .def("__enter__", [](nb::handle self) { return nb::borrow(self); },
+           nb::sig("def __enter__(self) -> Buffer"))
+      .def("__exit__", [](PyBuffer& b, nb::args) { b.buffer.reset(); },
+           nb::sig("def __exit__(self, *args: object) -> None"))
       .def("copy_from", &copy_in, "src"_a, "offset"_a = 0, "stream"_a = nb::none(),
            "Copies all of `src` (a buffer-protocol object or a Buffer) into this buffer at `offset`.")
       .def("copy_to", &copy_out, "dst"_a, "offset"_a = 0, "stream"_a = nb::none(),
@@ -297,12 +306,14 @@ void bind_devices(nb::module_& m) {
             nb::cast<PyBuffer&>(self).get().size(), "uint8");
         copy_out(nb::cast<PyBuffer&>(self), array, 0, nullptr);
         return array;
-      }, "A new uint8 numpy array holding a copy of the buffer.")
+      }, nb::sig("def to_numpy(self) -> numpy.typing.NDArray[numpy.uint8]"),
+         "A new uint8 numpy array holding a copy of the buffer.")
       .def("_host_view", [](nb::handle self) { return host_view(self, nb::cast<PyBuffer&>(self)); })
       .def("__dlpack__", [](nb::handle self, nb::kwargs kwargs) {
         nb::object view = nb::cast(host_view(self, nb::cast<PyBuffer&>(self)));
         return view.attr("__dlpack__")(**kwargs);
-      }, "Zero-copy DLPack export of host-addressable memory; keeps the buffer alive.")
+      }, nb::sig("def __dlpack__(self, **kwargs: object) -> object"),
+         "Zero-copy DLPack export of host-addressable memory; keeps the buffer alive.")
       .def("__dlpack_device__", [](const PyBuffer& b) {
         const Buffer& buf = b.get();
         if (buf.size() > 0 && buf.host_ptr() == nullptr) {
@@ -359,8 +370,6 @@ void bind_devices(nb::module_& m) {
         return PyPool{d.shared_from_this(), nullptr, &d.pool()};
       }, "The device's default caching pool.")
       .def("synchronize", [](Device& d) { nb::gil_scoped_release r; d.default_stream().synchronize(); })
-      .def("__eq__", [](const Device& a, const Device& b) { return &a == &b; })
-      .def("__hash__", [](const Device& d) { return std::hash<std::string>()(d.id()); })
       .def("__repr__", [](const Device& d) { return "Device(" + d.id() + ", " + d.info().name + ")"; });
 
   m.def("backends", [] { return registry().backends(); }, "Every backend exogpu knows, and whether it runs here.");
@@ -368,14 +377,16 @@ void bind_devices(nb::module_& m) {
   m.def("all_devices", [] { return registry().all_devices(); }, "Every device of every backend, aliases included.");
   m.def("device", [](const std::string& id) { return registry().device(id); }, "id"_a,
         "A device by any of its ids (aliases included).");
-  m.def("_copy", [](PyBuffer& dst, PyBuffer& src, std::size_t nbytes, std::size_t dst_offset,
+  m.def("copy_buffers", [](PyBuffer& dst, PyBuffer& src, std::size_t nbytes, std::size_t dst_offset,
                     std::size_t src_offset, PyStream* stream, bool staged) {
     const Buffer& d = dst.get();
     const Buffer& s = src.get();
     nb::gil_scoped_release r;
     copy(d, dst_offset, s, src_offset, nbytes, stream ? stream->stream.get() : nullptr,
          staged ? CopyRoute::staged : CopyRoute::automatic);
-  }, "dst"_a, "src"_a, "nbytes"_a, "dst_offset"_a, "src_offset"_a, "stream"_a.none(), "staged"_a = false);
+  }, "dst"_a, "src"_a, "nbytes"_a, "dst_offset"_a = 0, "src_offset"_a = 0, "stream"_a = nb::none(),
+     "staged"_a = false,
+     "Copies between two buffers on any devices; `staged` forces the pipelined host-staging path.");
 }
 
 }  // namespace exogpu::bindings

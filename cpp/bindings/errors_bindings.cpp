@@ -18,7 +18,9 @@ PyObject* backend_unavailable_type = nullptr;
 PyObject* device_error_type = nullptr;
 
 PyObject* new_exception(nb::module_& m, const char* name, const char* doc, PyObject* bases) {
-  const std::string qualified = std::string("exogpu.") + name;
+  // Named after the module as the stub generator imports it (`_core`);
+  // exogpu/__init__.py presents them as exogpu.X.
+  const std::string qualified = std::string("_core.") + name;
   PyObject* type = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, bases, nullptr);
   if (type == nullptr) throw nb::python_error();
   m.attr(name) = nb::handle(type);

@@ -5,7 +5,7 @@ NB_MODULE(_core, m) {
   // Objects still referenced from module globals at interpreter exit are not
   // leaks of ours; the warnings would only drown real problems in noise.
   nanobind::set_leak_warnings(false);
-  m.attr("__version__") = EXOGPU_VERSION;
+  m.attr("core_version") = EXOGPU_VERSION;
   exogpu::bindings::bind_errors(m);
   exogpu::bindings::bind_devices(m);
   exogpu::bindings::bind_placement(m);

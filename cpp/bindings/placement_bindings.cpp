@@ -1,5 +1,127 @@
+// Bindings of the placement search: plain structs in, a result struct out.
+// Parsing and validation with field names happen in exogpu.placement.
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <string>
+
 #include "bindings.hpp"
+#include "exogpu/placement.hpp"
+
+namespace nb = nanobind;
+namespace ep = exogpu::placement;
 
 namespace exogpu::bindings {
-void bind_placement(nanobind::module_&) {}
+namespace {
+
+ep::Objective parse_objective(const std::string& name) {
+  if (name == "latency") return ep::Objective::latency;
+  if (name == "throughput") return ep::Objective::throughput;
+  if (name == "memory") return ep::Objective::memory;
+  throw InvalidArgument("objective must be latency, throughput or memory, got '" + name + "'");
+}
+
+ep::Strategy parse_strategy(const std::string& name) {
+  if (name == "optimal") return ep::Strategy::optimal;
+  if (name == "exo-memory-weighted") return ep::Strategy::exo_memory_weighted;
+  if (name == "free-memory-proportional") return ep::Strategy::free_memory_proportional;
+  throw InvalidArgument("strategy must be optimal, exo-memory-weighted or free-memory-proportional, got '" +
+                        name + "'");
+}
+
+}  // namespace
+
+void bind_placement(nb::module_& m) {
+  // Infeasible problems raise PlacementInfeasible, a subclass of the core's
+  // InvalidArgument (itself a ValueError) when that is bound.
+  nb::handle base = PyExc_ValueError;
+  if (nb::hasattr(m, "InvalidArgument")) base = m.attr("InvalidArgument");
+  nb::exception<ep::Infeasible>(m, "PlacementInfeasible", base);
+
+  nb::class_<ep::Layer>(m, "PlacementLayer")
+      .def(nb::init<>())
+      .def_rw("name", &ep::Layer::name)
+      .def_rw("weight_bytes", &ep::Layer::weight_bytes)
+      .def_rw("kv_bytes_per_token", &ep::Layer::kv_bytes_per_token)
+      .def_rw("flops_per_token", &ep::Layer::flops_per_token)
+      .def_rw("activation_bytes", &ep::Layer::activation_bytes);
+  nb::class_<ep::Device>(m, "PlacementDevice")
+      .def(nb::init<>())
+      .def_rw("id", &ep::Device::id)
+      .def_rw("node", &ep::Device::node)
+      .def_rw("memory_bytes", &ep::Device::memory_bytes)
+      .def_rw("free_memory_bytes", &ep::Device::free_memory_bytes)
+      .def_rw("flops", &ep::Device::flops)
+      .def_rw("memory_bandwidth", &ep::Device::memory_bandwidth);
+  nb::class_<ep::Link>(m, "PlacementLink")
+      .def(nb::init<>())
+      .def_rw("bandwidth", &ep::Link::bandwidth)
+      .def_rw("latency", &ep::Link::latency);
+  nb::class_<ep::Problem>(m, "PlacementProblem")
+      .def(nb::init<>())
+      .def_rw("layers", &ep::Problem::layers)
+      .def_rw("devices", &ep::Problem::devices)
+      .def_rw("links", &ep::Problem::links, "row-major D x D matrix of resolved links")
+      .def_rw("batch", &ep::Problem::batch)
+      .def_rw("context_tokens", &ep::Problem::context_tokens)
+      .def_rw("memory_headroom", &ep::Problem::memory_headroom)
+      .def_rw("fixed_order", &ep::Problem::fixed_order)
+      .def_rw("ring", &ep::Problem::ring);
+  nb::class_<ep::Stage>(m, "PlacementStage")
+      .def_ro("device", &ep::Stage::device)
+      .def_ro("first_layer", &ep::Stage::first_layer)
+      .def_ro("last_layer", &ep::Stage::last_layer)
+      .def_ro("time", &ep::Stage::time)
+      .def_ro("memory_bytes", &ep::Stage::memory_bytes);
+  nb::class_<ep::Hop>(m, "PlacementHop")
+      .def_ro("source", &ep::Hop::from)
+      .def_ro("target", &ep::Hop::to)
+      .def_ro("after_layer", &ep::Hop::after_layer)
+      .def_ro("time", &ep::Hop::time);
+  nb::class_<ep::Placement>(m, "PlacementResult")
+      .def_ro("value", &ep::Placement::value)
+      .def_ro("stages", &ep::Placement::stages)
+      .def_ro("hops", &ep::Placement::hops)
+      .def_ro("latency", &ep::Placement::latency)
+      .def_ro("bottleneck", &ep::Placement::bottleneck)
+      .def_ro("max_memory_fraction", &ep::Placement::max_memory_fraction)
+      .def_ro("optimal", &ep::Placement::optimal)
+      .def_ro("lower_bound", &ep::Placement::lower_bound)
+      .def_ro("solve_seconds", &ep::Placement::solve_seconds)
+      .def_ro("feasible", &ep::Placement::feasible)
+      .def_ro("infeasible_reason", &ep::Placement::infeasible_reason)
+      .def_ro("moved_layers", &ep::Placement::moved_layers)
+      .def_ro("states_explored", &ep::Placement::states_explored);
+
+  m.def(
+      "placement_solve",
+      [](const ep::Problem& problem, const std::string& objective, const std::string& strategy,
+         double time_budget, const std::vector<int>& previous) {
+        ep::Options options;
+        options.objective = parse_objective(objective);
+        options.strategy = parse_strategy(strategy);
+        options.time_budget_seconds = time_budget;
+        options.previous = previous;
+        nb::gil_scoped_release release;
+        return ep::solve(problem, options);
+      },
+      nb::arg("problem"), nb::arg("objective"), nb::arg("strategy"), nb::arg("time_budget"),
+      nb::arg("previous"),
+      "Solves a placement problem (shared/specs/placement.md); the GIL is released meanwhile.");
+  m.def(
+      "placement_evaluate",
+      [](const ep::Problem& problem, const std::string& objective, const std::vector<std::vector<int>>& stages) {
+        std::vector<ep::StageSpec> specs;
+        for (const auto& s : stages) {
+          if (s.size() != 3) throw InvalidArgument("stages: each entry is (device, first_layer, last_layer)");
+          specs.push_back(ep::StageSpec{s[0], s[1], s[2]});
+        }
+        const ep::Objective o = parse_objective(objective);
+        nb::gil_scoped_release release;
+        return ep::evaluate(problem, o, specs);
+      },
+      nb::arg("problem"), nb::arg("objective"), nb::arg("stages"),
+      "Prices the given stages (device index, first layer, last layer) under the cost model.");
+}
+
 }  // namespace exogpu::bindings

@@ -22,12 +22,19 @@ from exogpu._core import (
     OutOfMemory,
     Pool,
     Stream,
-    __version__,
     all_devices,
     backends,
+    core_version,
     device,
     devices,
 )
+
+__version__ = core_version
+
+# The exceptions live in the native module; users meet them as exogpu.X.
+for _error in (Error, OutOfMemory, InvalidArgument, BackendUnavailable, DeviceError):
+    _error.__module__ = "exogpu"
+del _error
 
 __all__ = [
     "BackendInfo",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exogpu._core import Buffer, InvalidArgument, Stream, _copy
+from exogpu._core import Buffer, InvalidArgument, Stream, copy_buffers
 
 
 def _nbytes(obj: Any) -> int:
@@ -42,7 +42,7 @@ def copy(
             f"(dst_offset={dst_offset}, src_offset={src_offset}, nbytes={nbytes})"
         )
     if isinstance(dst, Buffer) and isinstance(src, Buffer):
-        _copy(dst, src, nbytes, dst_offset, src_offset, stream)
+        copy_buffers(dst, src, nbytes, dst_offset, src_offset, stream)
     elif isinstance(dst, Buffer):
         view = memoryview(src).cast("B")[src_offset : src_offset + nbytes]
         if len(view) != nbytes:

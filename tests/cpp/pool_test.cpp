@@ -54,6 +54,20 @@ TEST_P(PoolOnDevice, FreedBlocksAreReusedAndCounted) {
   EXPECT_EQ(s.peak_bytes_in_use, Pool::size_class(1000));
 }
 
+TEST_P(PoolOnDevice, AllocateCachedNeverTouchesTheDevice) {
+  Pool pool(*device);
+  EXPECT_FALSE(pool.allocate_cached(4000).valid());
+  EXPECT_EQ(pool.stats().allocations, 0u);
+  EXPECT_EQ(pool.stats().device_allocations, 0u);
+  { Buffer a = pool.allocate(4000); }
+  Buffer b = pool.allocate_cached(3900);  // same size class
+  ASSERT_TRUE(b.valid());
+  EXPECT_EQ(b.size(), 3900u);
+  EXPECT_EQ(pool.stats().cache_hits, 1u);
+  EXPECT_EQ(pool.stats().device_allocations, 1u);
+  EXPECT_FALSE(pool.allocate_cached(100000).valid());
+}
+
 TEST_P(PoolOnDevice, LimitIsHardAndNamesRequestAndLimit) {
   Pool pool(*device, 1u << 20);
   Buffer a = pool.allocate(600'000);

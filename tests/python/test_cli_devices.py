@@ -40,8 +40,17 @@ def test_devices_json_matches_the_api() -> None:
     assert [r["id"] for r in rows] == [d.id for d in exogpu.devices()]
     for row in rows:
         assert set(row) == {
-            "id", "backend", "name", "vendor", "kind", "memory_total", "memory_free",
-            "memory_source", "uuid", "pci_bus_id", "aliases",
+            "id",
+            "backend",
+            "name",
+            "vendor",
+            "kind",
+            "memory_total",
+            "memory_free",
+            "memory_source",
+            "uuid",
+            "pci_bus_id",
+            "aliases",
         }
         assert 0 < row["memory_free"] <= row["memory_total"]
         assert row["kind"] in {"cpu", "discrete", "integrated", "virtual"}

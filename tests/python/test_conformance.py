@@ -129,7 +129,7 @@ def test_copy_between_every_pair_of_devices(device: exogpu.Device) -> None:
         exogpu.copy(dst, src)
         np.testing.assert_array_equal(dst.to_numpy(), data, err_msg=f"{device.id}->{other.id}")
         dst.fill(0)
-        exogpu._core._copy(dst, src, data.nbytes, 0, 0, None, staged=True)
+        exogpu._core.copy_buffers(dst, src, data.nbytes, staged=True)
         np.testing.assert_array_equal(dst.to_numpy(), data, err_msg="staged")
 
 

@@ -42,6 +42,9 @@ class Pool {
   // Throws OutOfMemory (naming the request, the limit and the device) when the
   // limit or the device cannot satisfy it; the pool is unchanged then.
   [[nodiscard]] Buffer allocate(std::size_t n);
+  // A cached block of n's size class, never touching the device: an invalid
+  // Buffer when none is cached. Cheap enough to call without releasing the GIL.
+  [[nodiscard]] Buffer allocate_cached(std::size_t n);
   // Returns every cached block to the device; returns the bytes released.
   std::uint64_t trim();
   [[nodiscard]] PoolStats stats() const;
@@ -55,6 +58,8 @@ class Pool {
   struct State;  // implementation detail, shared with live buffers' deleters
 
  private:
+  [[nodiscard]] Buffer wrap(std::unique_ptr<Allocation> block, std::size_t size_class,
+                            std::size_t n);
   Device& device_;
   std::shared_ptr<State> state_;  // shared with the deleters of live buffers
 };

@@ -94,77 +94,95 @@ std::size_t Pool::size_class(std::size_t n) noexcept {
   return (n + step - 1) / step * step;
 }
 
+Buffer Pool::wrap(std::unique_ptr<Allocation> block, std::size_t size_class, std::size_t n) {
+  std::shared_ptr<Allocation> shared(block.get(), ReturnToPool{state_, size_class, n});
+  block.release();  // now owned by `shared`, whose deleter returns it here
+  return Buffer(device_.shared_from_this(), std::move(shared), n);
+}
+
+Buffer Pool::allocate_cached(std::size_t n) {
+  if (n == 0) return allocate(0);
+  const std::size_t cls = size_class(n);
+  std::unique_ptr<Allocation> block;
+  {
+    std::lock_guard lock(state_->mutex);
+    auto hit = state_->cache.find(cls);
+    if (hit == state_->cache.end() || hit->second.empty()) return Buffer{};
+    block = std::move(hit->second.back());
+    hit->second.pop_back();
+    PoolStats& s = state_->stats;
+    s.bytes_cached -= cls;
+    s.cache_hits += 1;
+    s.bytes_in_use += cls;
+    s.bytes_requested += n;
+    s.live_buffers += 1;
+    s.allocations += 1;
+    s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);
+  }
+  return wrap(std::move(block), cls, n);
+}
+
 Buffer Pool::allocate(std::size_t n) {
   if (n == 0) {
     std::lock_guard lock(state_->mutex);
     state_->stats.allocations += 1;
     return device_.allocate(0);
   }
+  if (Buffer cached = allocate_cached(n); cached.valid()) return cached;
+
   const std::size_t cls = size_class(n);
-  std::unique_ptr<Allocation> block;
   std::vector<std::unique_ptr<Allocation>> evicted;
   {
     std::lock_guard lock(state_->mutex);
     PoolStats& s = state_->stats;
-    auto hit = state_->cache.find(cls);
-    if (hit != state_->cache.end() && !hit->second.empty()) {
-      block = std::move(hit->second.back());
-      hit->second.pop_back();
-      s.bytes_cached -= cls;
-      s.cache_hits += 1;
-    } else {
-      state_->evict_until_fits(cls, evicted);
-      if (state_->limit && state_->reserved() + cls > *state_->limit) {
-        s.failed_allocations += 1;
-        throw OutOfMemory("pool on " + device_.id() + ": a request of " + bytes_text(n) +
-                          " (size class " + bytes_text(cls) + ") exceeds the pool limit of " +
-                          bytes_text(*state_->limit) + " (" + bytes_text(s.bytes_in_use) +
-                          " in use)");
-      }
+    state_->evict_until_fits(cls, evicted);
+    if (state_->limit && state_->reserved() + cls > *state_->limit) {
+      s.failed_allocations += 1;
+      throw OutOfMemory("pool on " + device_.id() + ": a request of " + bytes_text(n) +
+                        " (size class " + bytes_text(cls) + ") exceeds the pool limit of " +
+                        bytes_text(*state_->limit) + " (" + bytes_text(s.bytes_in_use) +
+                        " in use)");
     }
     // Reserve the bytes now so that racing threads cannot both pass the limit.
     s.bytes_in_use += cls;
     s.bytes_requested += n;
     s.live_buffers += 1;
     s.allocations += 1;
-    if (block) s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);
   }
-  evicted.clear();
+  evicted.clear();  // freed outside the lock
 
-  if (!block) {
-    auto roll_back = [&] {
-      std::lock_guard lock(state_->mutex);
-      PoolStats& s = state_->stats;
-      s.bytes_in_use -= cls;
-      s.bytes_requested -= n;
-      s.live_buffers -= 1;
-      s.allocations -= 1;
-      s.failed_allocations += 1;
-    };
+  auto roll_back = [&] {
+    std::lock_guard lock(state_->mutex);
+    PoolStats& s = state_->stats;
+    s.bytes_in_use -= cls;
+    s.bytes_requested -= n;
+    s.live_buffers -= 1;
+    s.allocations -= 1;
+    s.failed_allocations += 1;
+  };
+  std::unique_ptr<Allocation> block;
+  try {
+    block = device_.do_allocate(cls);
+  } catch (const OutOfMemory&) {
+    // The device is full: give the cache back and try once more.
+    trim();
     try {
       block = device_.do_allocate(cls);
-    } catch (const OutOfMemory&) {
-      // The device is full: give the cache back and try once more.
-      trim();
-      try {
-        block = device_.do_allocate(cls);
-      } catch (...) {
-        roll_back();
-        throw;
-      }
     } catch (...) {
       roll_back();
       throw;
     }
+  } catch (...) {
+    roll_back();
+    throw;
+  }
+  {
     std::lock_guard lock(state_->mutex);
     PoolStats& s = state_->stats;
     s.device_allocations += 1;
     s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);
   }
-
-  std::shared_ptr<Allocation> shared(block.get(), ReturnToPool{state_, cls, n});
-  block.release();  // now owned by `shared`, whose deleter returns it here
-  return Buffer(device_.shared_from_this(), std::move(shared), n);
+  return wrap(std::move(block), cls, n);
 }
 
 std::uint64_t Pool::trim() {

@@ -16,6 +16,7 @@ from exogpu._core import Error
 
 COMMAND_MODULES = (
     "exogpu.cli.devices",
+    "exogpu.cli.place",
     "exogpu.cli.bench",
     "exogpu.cli.profile",
 )

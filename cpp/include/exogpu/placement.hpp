@@ -1,0 +1,138 @@
+// The layer-placement search (shared/specs/placement.md).
+//
+// A model is an ordered list of layers; a placement cuts it into contiguous
+// stages, each on a distinct device. solve() finds the placement that is best
+// for one objective under the contract's cost model and proves it optimal
+// when it can within the time budget; past that it returns its best
+// placement with a lower bound. evaluate() prices any given placement with
+// the same cost functions (the baselines use it).
+//
+// Validation with field names lives in Python; this layer checks shapes and
+// ranges again (InvalidArgument) so that no input can crash it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "exogpu/error.hpp"
+
+namespace exogpu::placement {
+
+struct Layer {
+  std::string name;
+  std::uint64_t weight_bytes = 0;
+  std::uint64_t kv_bytes_per_token = 0;
+  double flops_per_token = 0.0;
+  std::uint64_t activation_bytes = 0;
+};
+
+struct Device {
+  std::string id;
+  std::string node;
+  std::uint64_t memory_bytes = 0;
+  // What the free-memory-proportional baseline splits by; 0 means "same as
+  // memory_bytes". The optimal search always uses memory_bytes.
+  std::uint64_t free_memory_bytes = 0;
+  double flops = 0.0;
+  double memory_bandwidth = 0.0;
+};
+
+struct Link {
+  double bandwidth = 0.0;  // bytes per second
+  double latency = 0.0;    // seconds
+};
+
+struct Problem {
+  std::vector<Layer> layers;
+  std::vector<Device> devices;
+  // devices.size() squared entries, row-major: links[a * D + b] is the link
+  // between devices a and b, already resolved (explicit pair, intra-node or
+  // default). Must be symmetric; the diagonal is ignored.
+  std::vector<Link> links;
+  std::uint64_t batch = 1;
+  std::uint64_t context_tokens = 0;
+  double memory_headroom = 0.0;
+  bool fixed_order = false;
+  bool ring = false;
+};
+
+enum class Objective { latency, throughput, memory };
+enum class Strategy { optimal, exo_memory_weighted, free_memory_proportional };
+
+struct Options {
+  Objective objective = Objective::throughput;
+  Strategy strategy = Strategy::optimal;
+  double time_budget_seconds = 1.0;
+  // Empty, or one entry per layer: the index (into Problem::devices) of the
+  // device that held the layer in the previous placement, -1 when that device
+  // is gone. With it, solve() prefers among the placements of optimal value
+  // the one that moves the fewest layers.
+  std::vector<int> previous;
+};
+
+// A stage as the caller gives it to evaluate(): layers first..last inclusive.
+struct StageSpec {
+  int device = 0;
+  int first_layer = 0;
+  int last_layer = 0;
+};
+
+struct Stage {
+  int device = 0;
+  int first_layer = 0;
+  int last_layer = 0;  // inclusive
+  double time = 0.0;
+  std::uint64_t memory_bytes = 0;
+};
+
+struct Hop {
+  int from = 0;
+  int to = 0;
+  int after_layer = 0;  // the ring hop back has after_layer = L - 1
+  double time = 0.0;
+};
+
+struct Placement {
+  Objective objective = Objective::throughput;
+  Strategy strategy = Strategy::optimal;
+  double value = 0.0;
+  std::vector<Stage> stages;
+  std::vector<Hop> hops;
+  double latency = 0.0;
+  double bottleneck = 0.0;
+  double max_memory_fraction = 0.0;  // largest M / memory_bytes over stages
+  bool optimal = false;
+  double lower_bound = 0.0;
+  double solve_seconds = 0.0;
+  // Baselines can overflow a device: they are still priced, and flagged.
+  bool feasible = true;
+  std::string infeasible_reason;
+  std::vector<int> moved_layers;  // only filled when Options::previous is given
+  std::uint64_t states_explored = 0;
+};
+
+// No placement fits. Says how many bytes the model needs and how many the
+// devices can hold (after the headroom).
+class Infeasible : public InvalidArgument {
+ public:
+  Infeasible(const std::string& message, std::uint64_t needed_bytes, double capacity_bytes)
+      : InvalidArgument(message), needed_bytes_(needed_bytes), capacity_bytes_(capacity_bytes) {}
+  [[nodiscard]] std::uint64_t needed_bytes() const noexcept { return needed_bytes_; }
+  [[nodiscard]] double capacity_bytes() const noexcept { return capacity_bytes_; }
+
+ private:
+  std::uint64_t needed_bytes_;
+  double capacity_bytes_;
+};
+
+// Throws InvalidArgument for a malformed problem, Infeasible when no
+// placement fits (strategy optimal only; baselines come back flagged).
+[[nodiscard]] Placement solve(const Problem& problem, const Options& options);
+
+// Prices the given stages (contiguous, covering every layer, distinct
+// devices) under the contract; memory overflows are flagged, not thrown.
+[[nodiscard]] Placement evaluate(const Problem& problem, Objective objective,
+                                 const std::vector<StageSpec>& stages);
+
+}  // namespace exogpu::placement

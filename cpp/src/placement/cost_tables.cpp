@@ -1,0 +1,197 @@
+#include "placement/cost_tables.hpp"
+
+#include <cmath>
+#include <set>
+#include <string>
+
+namespace exogpu::placement::detail {
+namespace {
+
+// Sums of bytes stay below 2^53 so that every byte count is exact as a double
+// (and compares the same way as Python's int/float comparison).
+constexpr std::uint64_t kMaxExactBytes = std::uint64_t{1} << 53;
+
+bool positive_finite(double x) { return std::isfinite(x) && x > 0.0; }
+bool nonnegative_finite(double x) { return std::isfinite(x) && x >= 0.0; }
+
+std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& what) {
+  std::uint64_t out = 0;
+  if (__builtin_mul_overflow(a, b, &out) || out >= kMaxExactBytes) {
+    throw InvalidArgument(what + " exceeds 2^53 bytes");
+  }
+  return out;
+}
+
+bool same_link(const Link& x, const Link& y) {
+  return x.bandwidth == y.bandwidth && x.latency == y.latency;
+}
+
+}  // namespace
+
+void validate(const Problem& p, const Options& options) {
+  const std::size_t L = p.layers.size();
+  const std::size_t D = p.devices.size();
+  if (L == 0) throw InvalidArgument("layers: at least one layer is required");
+  if (D == 0) throw InvalidArgument("devices: at least one device is required");
+  if (L > 100000) throw InvalidArgument("layers: at most 100000 layers are supported");
+  if (D > 64) throw InvalidArgument("devices: at most 64 devices are supported");
+  if (p.links.size() != D * D) {
+    throw InvalidArgument("links: expected a " + std::to_string(D) + "x" + std::to_string(D) +
+                          " matrix, got " + std::to_string(p.links.size()) + " entries");
+  }
+  if (p.batch == 0) throw InvalidArgument("workload.batch must be at least 1");
+  if (!(p.memory_headroom >= 0.0 && p.memory_headroom < 1.0)) {
+    throw InvalidArgument("constraints.memory_headroom must be in [0, 1)");
+  }
+  if (!(options.time_budget_seconds >= 0.0) || std::isnan(options.time_budget_seconds)) {
+    throw InvalidArgument("time_budget must be non-negative");
+  }
+  std::set<std::string> ids;
+  for (std::size_t d = 0; d < D; ++d) {
+    const Device& dev = p.devices[d];
+    const std::string at = "devices[" + std::to_string(d) + "]";
+    if (!ids.insert(dev.id).second) throw InvalidArgument(at + ".id '" + dev.id + "' is not unique");
+    if (dev.memory_bytes == 0) throw InvalidArgument(at + ".memory_bytes must be positive");
+    if (!positive_finite(dev.flops)) throw InvalidArgument(at + ".flops must be positive and finite");
+    if (!positive_finite(dev.memory_bandwidth)) {
+      throw InvalidArgument(at + ".memory_bandwidth must be positive and finite");
+    }
+    for (std::size_t e = 0; e < D; ++e) {
+      if (e == d) continue;
+      const Link& link = p.links[d * D + e];
+      const std::string lat = "link " + dev.id + " <-> " + p.devices[e].id;
+      if (!positive_finite(link.bandwidth)) throw InvalidArgument(lat + ": bandwidth must be positive and finite");
+      if (!nonnegative_finite(link.latency)) throw InvalidArgument(lat + ": latency must be non-negative and finite");
+      if (!same_link(link, p.links[e * D + d])) throw InvalidArgument(lat + ": the matrix is not symmetric");
+    }
+  }
+  std::uint64_t total = 0;
+  const std::uint64_t tokens = checked_mul(p.batch, p.context_tokens, "workload.batch * context_tokens");
+  for (std::size_t l = 0; l < L; ++l) {
+    const Layer& layer = p.layers[l];
+    const std::string at = "layers[" + std::to_string(l) + "]";
+    if (!nonnegative_finite(layer.flops_per_token)) {
+      throw InvalidArgument(at + ".flops_per_token must be non-negative and finite");
+    }
+    const std::uint64_t kv = checked_mul(tokens, layer.kv_bytes_per_token, at + " KV cache");
+    (void)checked_mul(p.batch, layer.activation_bytes, at + " activations");
+    if (layer.weight_bytes >= kMaxExactBytes) throw InvalidArgument(at + ".weight_bytes exceeds 2^53");
+    total += layer.weight_bytes + kv;  // each term < 2^53 and total < 2^53: no wrap
+    if (total >= kMaxExactBytes) throw InvalidArgument("the model's resident bytes exceed 2^53");
+  }
+  if (!options.previous.empty()) {
+    if (options.previous.size() != L) {
+      throw InvalidArgument("previous: expected one device per layer (" + std::to_string(L) +
+                            "), got " + std::to_string(options.previous.size()));
+    }
+    for (int d : options.previous) {
+      if (d < -1 || d >= static_cast<int>(D)) throw InvalidArgument("previous: device index out of range");
+    }
+  }
+}
+
+std::uint64_t resident_bytes(const Problem& p, int layer) {
+  const Layer& l = p.layers[static_cast<std::size_t>(layer)];
+  return l.weight_bytes + p.batch * p.context_tokens * l.kv_bytes_per_token;
+}
+
+double layer_time(const Problem& p, int layer, int device) {
+  const Layer& l = p.layers[static_cast<std::size_t>(layer)];
+  const Device& d = p.devices[static_cast<std::size_t>(device)];
+  const double compute = static_cast<double>(p.batch) * l.flops_per_token / d.flops;
+  const double memory = static_cast<double>(resident_bytes(p, layer)) / d.memory_bandwidth;
+  return compute > memory ? compute : memory;
+}
+
+double hop_time(const Problem& p, int a, int b, int after) {
+  const Link& link = p.links[static_cast<std::size_t>(a) * p.devices.size() + static_cast<std::size_t>(b)];
+  const auto bytes = static_cast<double>(p.batch * p.layers[static_cast<std::size_t>(after)].activation_bytes);
+  return link.latency + bytes / link.bandwidth;
+}
+
+std::vector<std::vector<int>> device_groups(const Problem& p, bool collapse) {
+  const int D = static_cast<int>(p.devices.size());
+  auto link = [&](int a, int b) -> const Link& { return p.links[static_cast<std::size_t>(a) * D + b]; };
+  std::vector<std::vector<int>> groups;
+  for (int d = 0; d < D; ++d) {
+    bool placed = false;
+    for (auto& group : groups) {
+      if (!collapse) break;
+      const int r = group.front();
+      const Device& x = p.devices[static_cast<std::size_t>(r)];
+      const Device& y = p.devices[static_cast<std::size_t>(d)];
+      if (x.node != y.node || x.memory_bytes != y.memory_bytes || x.flops != y.flops ||
+          x.memory_bandwidth != y.memory_bandwidth) {
+        continue;
+      }
+      // Interchangeable only if every link looks the same from both, and the
+      // link between twins is one and the same for every pair in the group.
+      bool same = true;
+      for (int o = 0; o < D && same; ++o) {
+        if (o == r || o == d) continue;
+        same = same_link(link(r, o), link(d, o));
+      }
+      if (same && group.size() >= 2) same = same_link(link(group[0], group[1]), link(r, d));
+      if (!same) continue;
+      group.push_back(d);
+      placed = true;
+      break;
+    }
+    if (!placed) groups.push_back({d});
+  }
+  return groups;
+}
+
+CostTables::CostTables(const Problem& p, std::vector<std::vector<int>> groups,
+                       const std::vector<int>& previous)
+    : layers_(static_cast<int>(p.layers.size())), groups_(std::move(groups)) {
+  const int L = layers_;
+  const int U = units();
+  prefix_memory_.assign(static_cast<std::size_t>(L) + 1, 0);
+  for (int l = 0; l < L; ++l) prefix_memory_[l + 1] = prefix_memory_[l] + resident_bytes(p, l);
+
+  const std::size_t cells = static_cast<std::size_t>(U) * (L + 1);
+  prefix_time_.assign(cells, 0.0);
+  lo_memory_.assign(cells, 0);
+  not_previous_.assign(cells, 0);
+  memory_.resize(U);
+  capacity_.resize(U);
+  for (int u = 0; u < U; ++u) {
+    const int r = groups_[u].front();
+    const Device& dev = p.devices[static_cast<std::size_t>(r)];
+    memory_[u] = static_cast<double>(dev.memory_bytes);
+    capacity_[u] = (1.0 - p.memory_headroom) * static_cast<double>(dev.memory_bytes);
+    for (int l = 0; l < L; ++l) {
+      prefix_time_[idx(u, l + 1)] = prefix_time_[idx(u, l)] + layer_time(p, l, r);
+      const bool held = !previous.empty() && groups_[u].size() == 1 && previous[l] == r;
+      not_previous_[idx(u, l + 1)] = not_previous_[idx(u, l)] + (held ? 0 : 1);
+    }
+    int j = 0;
+    lo_memory_[idx(u, 0)] = 0;
+    for (int k = 1; k <= L; ++k) {
+      while (j < k && static_cast<double>(stage_memory(j, k)) > capacity_[u]) ++j;
+      lo_memory_[idx(u, k)] = j;
+    }
+  }
+
+  hop_.assign(static_cast<std::size_t>(U) * U * (L + 1), 0.0);
+  ring_latency_.assign(static_cast<std::size_t>(U) * U, 0.0);
+  const auto D = p.devices.size();
+  for (int a = 0; a < U; ++a) {
+    for (int b = 0; b < U; ++b) {
+      // Between twins of one group, the link of its first two members.
+      int x = groups_[a][0];
+      int y = groups_[b][0];
+      if (a == b) {
+        if (groups_[a].size() < 2) continue;
+        y = groups_[a][1];
+      }
+      ring_latency_[static_cast<std::size_t>(a) * U + b] = p.links[static_cast<std::size_t>(x) * D + y].latency;
+      for (int j = 1; j < L; ++j) {
+        hop_[(static_cast<std::size_t>(a) * U + b) * (L + 1) + j] = hop_time(p, x, y, j - 1);
+      }
+    }
+  }
+}
+
+}  // namespace exogpu::placement::detail

@@ -1,0 +1,364 @@
+// The exact dynamic program behind every objective.
+//
+// State: (node, last unit e, next layer k). A node is either the multiset of
+// units used so far (free order: a mixed-radix counter, so twins collapse
+// into counts) or the position of the last device used (fixed order). The
+// value is the best partial placement of layers 0..k-1 ending on e.
+//
+// Two passes per objective:
+//  * min_max: the smallest possible largest stage cost (stage time or hop for
+//    throughput, M / memory for memory). A stage's cost grows as its start
+//    moves left, so the scan over starts stops as soon as the stage alone is
+//    worse than the best found.
+//  * min_sum: among placements whose stage and hop costs stay under caps
+//    (the optimum of min_max), the best by a lexicographic additive key
+//    (moved layers, stages, latency in the order the objective asks). The
+//    window of feasible starts slides monotonically, so a monotone deque
+//    gives each state in O(1).
+// Placements are rebuilt by re-running the same arithmetic backwards, so
+// equality tests on doubles are exact.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "placement/cost_tables.hpp"
+
+namespace exogpu::placement::detail {
+
+struct TimeUp {};
+
+class Deadline {
+ public:
+  explicit Deadline(std::chrono::steady_clock::time_point at) : at_(at) {}
+  void check() const {
+    if (std::chrono::steady_clock::now() > at_) throw TimeUp{};
+  }
+  [[nodiscard]] bool passed() const { return std::chrono::steady_clock::now() > at_; }
+
+ private:
+  std::chrono::steady_clock::time_point at_;
+};
+
+// Free order: a node counts how many members of each unit group are used.
+class FreeOrder {
+ public:
+  FreeOrder(const CostTables& t, int first) : units_(t.units()), first_(first) {
+    stride_.resize(static_cast<std::size_t>(units_) + 1);
+    stride_[0] = 1;
+    for (int u = 0; u < units_; ++u) {
+      const std::uint64_t next = stride_[u] * static_cast<std::uint64_t>(t.count(u) + 1);
+      stride_[u + 1] = next > (std::uint64_t{1} << 40) ? (std::uint64_t{1} << 40) : next;
+      radix_.push_back(t.count(u) + 1);
+    }
+  }
+  [[nodiscard]] std::uint64_t nodes() const noexcept { return stride_[units_]; }
+  [[nodiscard]] int first() const noexcept { return first_; }
+  [[nodiscard]] int used(std::uint64_t n, int u) const noexcept {
+    return static_cast<int>((n / stride_[u]) % static_cast<std::uint64_t>(radix_[u]));
+  }
+  template <class F>
+  void for_each_last(std::uint64_t n, F&& f) const {
+    for (int e = 0; e < units_; ++e) {
+      if (used(n, e) > 0) f(e);
+    }
+  }
+  [[nodiscard]] bool start_allowed(std::uint64_t n, int e) const noexcept {
+    return n == stride_[e] && (first_ < 0 || e == first_);
+  }
+  template <class F>
+  void for_each_pred(std::uint64_t n, int e, F&& f) const {
+    const std::uint64_t p = n - stride_[e];
+    if (p == 0) return;
+    for (int d = 0; d < units_; ++d) {
+      if (used(p, d) > 0) f(p, d);
+    }
+  }
+
+ private:
+  int units_;
+  int first_;
+  std::vector<std::uint64_t> stride_;
+  std::vector<int> radix_;
+};
+
+// Fixed order: node q (1..D) means "the last device used is order[q-1]";
+// devices are used as a subsequence of the order.
+class FixedOrder {
+ public:
+  FixedOrder(std::vector<int> order, int first) : order_(std::move(order)), first_(first) {}
+  [[nodiscard]] std::uint64_t nodes() const noexcept { return order_.size() + 1; }
+  [[nodiscard]] int first() const noexcept { return first_; }
+  template <class F>
+  void for_each_last(std::uint64_t n, F&& f) const {
+    f(order_[n - 1]);
+  }
+  [[nodiscard]] bool start_allowed(std::uint64_t, int e) const noexcept {
+    return first_ < 0 || e == first_;
+  }
+  template <class F>
+  void for_each_pred(std::uint64_t n, int, F&& f) const {
+    for (std::uint64_t q = 1; q < n; ++q) f(q, order_[q - 1]);
+  }
+
+ private:
+  std::vector<int> order_;
+  int first_;
+};
+
+struct SumKey {
+  double latency = kInf;
+  int moved = 0;
+  int stages = 0;
+  [[nodiscard]] bool reachable() const noexcept { return latency < kInf; }
+  [[nodiscard]] bool operator==(const SumKey&) const = default;
+};
+
+enum class SumOrder { latency_moved_stages, moved_stages_latency, moved_latency_stages };
+
+[[nodiscard]] inline bool key_less(const SumKey& a, const SumKey& b, SumOrder order) noexcept {
+  if (!b.reachable()) return a.reachable();
+  if (!a.reachable()) return false;
+  switch (order) {
+    case SumOrder::latency_moved_stages:
+      if (a.latency != b.latency) return a.latency < b.latency;
+      if (a.moved != b.moved) return a.moved < b.moved;
+      return a.stages < b.stages;
+    case SumOrder::moved_stages_latency:
+      if (a.moved != b.moved) return a.moved < b.moved;
+      if (a.stages != b.stages) return a.stages < b.stages;
+      return a.latency < b.latency;
+    case SumOrder::moved_latency_stages:
+      if (a.moved != b.moved) return a.moved < b.moved;
+      if (a.latency != b.latency) return a.latency < b.latency;
+      return a.stages < b.stages;
+  }
+  return false;
+}
+
+struct Caps {
+  double cost = kInf;          // stage times, hops and the ring hop (throughput)
+  double memory_ratio = kInf;  // M / memory_bytes of every stage (memory)
+};
+
+struct UnitStage {
+  int unit = 0;
+  int begin = 0;  // first layer
+  int end = 0;    // one past the last layer
+};
+
+struct SumResult {
+  SumKey key;  // ring hop included
+  std::vector<UnitStage> stages;
+};
+
+template <class Topo>
+class Search {
+ public:
+  Search(const CostTables& t, const Topo& topo, const Deadline& deadline)
+      : t_(t), topo_(topo), deadline_(deadline), L_(t.layers()), U_(t.units()) {}
+
+  [[nodiscard]] std::uint64_t explored() const noexcept { return explored_; }
+
+  // Smallest achievable largest cost; kInf when nothing fits. For throughput
+  // with a ring, paths start at topo.first() and the ring hop counts (also
+  // for one-stage paths: the caller prices those separately).
+  [[nodiscard]] double min_max(bool memory_mode) {
+    const bool ring = !memory_mode && topo_.first() >= 0;
+    f_.assign(cells(), kInf);
+    std::vector<double> g(static_cast<std::size_t>(L_) + 1);
+    double best = kInf;
+    for (std::uint64_t n = 1; n < topo_.nodes(); ++n) {
+      deadline_.check();
+      topo_.for_each_last(n, [&](int e) {
+        std::fill(g.begin(), g.end(), kInf);
+        if (topo_.start_allowed(n, e)) g[0] = 0.0;
+        topo_.for_each_pred(n, e, [&](std::uint64_t p, int d) {
+          const double* fp = &f_[at(p, d, 0)];
+          for (int j = 1; j < L_; ++j) {
+            if (fp[j] == kInf) continue;
+            const double h = memory_mode ? 0.0 : t_.hop(d, e, j);
+            const double v = fp[j] > h ? fp[j] : h;
+            if (v < g[j]) g[j] = v;
+          }
+        });
+        double* fe = &f_[at(n, e, 0)];
+        for (int k = 1; k <= L_; ++k) {
+          double b = kInf;
+          const int lo = t_.lowest_fitting_start(e, k);
+          for (int j = k - 1; j >= lo; --j) {
+            const double s = memory_mode ? t_.memory_ratio(e, j, k) : t_.stage_time(e, j, k);
+            if (s >= b) break;  // starts further left only cost more
+            if (g[j] == kInf) continue;
+            const double v = g[j] > s ? g[j] : s;
+            if (v < b) b = v;
+          }
+          fe[k] = b;
+        }
+        explored_ += static_cast<std::uint64_t>(L_);
+        double v = fe[L_];
+        if (ring && v < kInf) {
+          const double r = t_.ring_latency(e, topo_.first());
+          v = v > r ? v : r;
+        }
+        if (v < best) best = v;
+      });
+    }
+    return best;
+  }
+
+  [[nodiscard]] std::optional<SumResult> min_sum(SumOrder order, Caps caps) {
+    order_ = order;
+    caps_ = caps;
+    build_windows();
+    keys_.assign(cells(), SumKey{});
+    std::vector<SumKey> g(static_cast<std::size_t>(L_) + 1);
+    std::deque<int> window;
+    SumKey best;
+    std::uint64_t best_n = 0;
+    int best_e = -1;
+    const bool ring = topo_.first() >= 0;
+    for (std::uint64_t n = 1; n < topo_.nodes(); ++n) {
+      deadline_.check();
+      topo_.for_each_last(n, [&](int e) {
+        arrivals(n, e, g);
+        SumKey* fe = &keys_[at(n, e, 0)];
+        window.clear();
+        for (int k = 1; k <= L_; ++k) {
+          const int j = k - 1;
+          if (g[j].reachable()) {
+            const SumKey a = start_key(e, j, g[j]);
+            while (!window.empty() && !key_less(start_key(e, window.back(), g[window.back()]), a, order_)) {
+              window.pop_back();
+            }
+            window.push_back(j);
+          }
+          const int lo = lo_[static_cast<std::size_t>(e) * (L_ + 1) + k];
+          while (!window.empty() && window.front() < lo) window.pop_front();
+          fe[k] = window.empty() ? SumKey{} : end_key(e, k, start_key(e, window.front(), g[window.front()]));
+        }
+        explored_ += static_cast<std::uint64_t>(L_);
+        SumKey v = fe[L_];
+        if (!v.reachable()) return;
+        if (ring && v.stages >= 2) {
+          const double r = t_.ring_latency(e, topo_.first());
+          if (r > caps_.cost) return;
+          v.latency += r;
+        }
+        if (key_less(v, best, order_)) {
+          best = v;
+          best_n = n;
+          best_e = e;
+        }
+      });
+    }
+    if (best_e < 0) return std::nullopt;
+    return SumResult{best, rebuild(best_n, best_e)};
+  }
+
+ private:
+  [[nodiscard]] std::size_t cells() const {
+    return static_cast<std::size_t>(topo_.nodes()) * U_ * (L_ + 1);
+  }
+  [[nodiscard]] std::size_t at(std::uint64_t n, int e, int k) const noexcept {
+    return (static_cast<std::size_t>(n) * U_ + e) * (L_ + 1) + k;
+  }
+
+  // Starts j allowed for a stage on e ending at k: j >= lo_[e][k], a bound
+  // that only grows with k (memory, stage-time and memory-ratio caps).
+  void build_windows() {
+    lo_.assign(static_cast<std::size_t>(U_) * (L_ + 1), 0);
+    for (int e = 0; e < U_; ++e) {
+      int j = 0;
+      for (int k = 1; k <= L_; ++k) {
+        j = j > t_.lowest_fitting_start(e, k) ? j : t_.lowest_fitting_start(e, k);
+        while (j < k && (t_.stage_time(e, j, k) > caps_.cost ||
+                         t_.memory_ratio(e, j, k) > caps_.memory_ratio)) {
+          ++j;
+        }
+        lo_[static_cast<std::size_t>(e) * (L_ + 1) + k] = j;
+      }
+    }
+  }
+
+  // g[j]: best key arriving on unit e to start at layer j.
+  void arrivals(std::uint64_t n, int e, std::vector<SumKey>& g) const {
+    std::fill(g.begin(), g.end(), SumKey{});
+    if (topo_.start_allowed(n, e)) g[0] = SumKey{0.0, 0, 0};
+    topo_.for_each_pred(n, e, [&](std::uint64_t p, int d) {
+      const SumKey* fp = &keys_[at(p, d, 0)];
+      for (int j = 1; j < L_; ++j) {
+        if (!fp[j].reachable()) continue;
+        const double h = t_.hop(d, e, j);
+        if (h > caps_.cost) continue;
+        const SumKey c{fp[j].latency + h, fp[j].moved, fp[j].stages};
+        if (key_less(c, g[j], order_)) g[j] = c;
+      }
+    });
+  }
+
+  // The key of a stage on e from j split as start part + end part, so that
+  // the window minimum over starts is one deque lookup.
+  [[nodiscard]] SumKey start_key(int e, int j, const SumKey& g) const noexcept {
+    return SumKey{g.latency - t_.prefix_time(e, j), g.moved - t_.prefix_not_previous(e, j), g.stages + 1};
+  }
+  [[nodiscard]] SumKey end_key(int e, int k, const SumKey& a) const noexcept {
+    return SumKey{a.latency + t_.prefix_time(e, k), a.moved + t_.prefix_not_previous(e, k), a.stages};
+  }
+
+  [[nodiscard]] std::vector<UnitStage> rebuild(std::uint64_t n, int e) const {
+    std::vector<UnitStage> out;
+    std::vector<SumKey> g(static_cast<std::size_t>(L_) + 1);
+    int k = L_;
+    while (true) {
+      const SumKey target = keys_[at(n, e, k)];
+      arrivals(n, e, g);
+      const int lo = lo_[static_cast<std::size_t>(e) * (L_ + 1) + k];
+      int j = -1;
+      for (int c = k - 1; c >= lo; --c) {
+        if (g[c].reachable() && end_key(e, k, start_key(e, c, g[c])) == target) {
+          j = c;
+          break;
+        }
+      }
+      if (j < 0) throw std::logic_error("placement search: could not rebuild a stage");
+      out.push_back(UnitStage{e, j, k});
+      if (j == 0) break;
+      bool found = false;
+      topo_.for_each_pred(n, e, [&](std::uint64_t p, int d) {
+        if (found) return;
+        const SumKey& v = keys_[at(p, d, j)];
+        if (!v.reachable()) return;
+        const double h = t_.hop(d, e, j);
+        if (h > caps_.cost) return;
+        if (SumKey{v.latency + h, v.moved, v.stages} == g[j]) {
+          n = p;
+          e = d;
+          found = true;
+        }
+      });
+      if (!found) throw std::logic_error("placement search: could not rebuild a hop");
+      k = j;
+    }
+    return {out.rbegin(), out.rend()};
+  }
+
+  const CostTables& t_;
+  const Topo& topo_;
+  const Deadline& deadline_;
+  int L_;
+  int U_;
+  SumOrder order_ = SumOrder::latency_moved_stages;
+  Caps caps_;
+  std::vector<double> f_;
+  std::vector<SumKey> keys_;
+  std::vector<int> lo_;
+  std::uint64_t explored_ = 0;
+};
+
+}  // namespace exogpu::placement::detail

@@ -1,0 +1,148 @@
+"""`exogpu place` (solve a problem file) and `exogpu plan` (place a model here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from exogpu import InvalidArgument
+from exogpu.placement import BASELINES, OBJECTIVES, STRATEGIES, Placement, Problem, solve
+
+
+def register(subparsers: Any) -> None:
+    place = subparsers.add_parser(
+        "place", help="solve a placement problem file (shared/specs/placement.md)"
+    )
+    place.add_argument("--problem", required=True, help="problem JSON file")
+    place.add_argument("--objective", choices=OBJECTIVES, default="throughput")
+    place.add_argument("--strategy", choices=STRATEGIES, default="optimal")
+    place.add_argument("--time-budget", type=float, default=1.0, metavar="SECONDS")
+    place.add_argument("--json", action="store_true", help="print the contract's output JSON")
+    place.set_defaults(func=run_place)
+
+    plan = subparsers.add_parser(
+        "plan", help="place a model on this machine's devices (or a cluster file)"
+    )
+    plan.add_argument("--model", required=True, help="catalog name or path to a config.json")
+    plan.add_argument("--cluster", help="cluster JSON or TOML file (default: the devices here)")
+    plan.add_argument("--objective", choices=OBJECTIVES, default="throughput")
+    plan.add_argument("--dtype", choices=("bf16", "fp8", "int4"), default="bf16")
+    plan.add_argument("--context", type=int, default=0, metavar="TOKENS")
+    plan.add_argument("--batch", type=int, default=1)
+    plan.add_argument("--headroom", type=float, default=0.1, help="memory fraction kept free")
+    plan.add_argument("--time-budget", type=float, default=1.0, metavar="SECONDS")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=run_plan)
+
+
+def _error(message: str) -> int:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    return 2
+
+
+def run_place(args: argparse.Namespace) -> int:
+    try:
+        problem = Problem.from_json(args.problem)
+        result = solve(problem, args.objective, args.time_budget, args.strategy)
+    except (InvalidArgument, ValueError) as e:
+        return _error(str(e))
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_placement(Console(), problem, result, title=f"{args.strategy} ({args.objective})")
+    return 0 if result.feasible else 1
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from exogpu import cluster as clusters
+    from exogpu import models
+
+    try:
+        model = models.get(args.model)
+        cluster = clusters.Cluster.from_file(args.cluster) if args.cluster else clusters.discover()
+        problem = Problem.from_model(
+            model,
+            cluster,
+            batch=args.batch,
+            context_tokens=args.context,
+            dtype=args.dtype,
+            memory_headroom=args.headroom,
+        )
+        best = solve(problem, args.objective, args.time_budget)
+        baselines = {name: solve(problem, args.objective, strategy=name) for name in BASELINES}
+    except (InvalidArgument, ValueError) as e:
+        return _error(str(e))
+    if args.json:
+        out = {
+            "model": model.name,
+            "dtype": args.dtype,
+            "cluster": cluster.to_json(),
+            "placement": best.to_json(),
+            "baselines": {k: v.to_json() for k, v in baselines.items()},
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    console = Console()
+    console.print(
+        f"[bold]{model.name}[/] in {args.dtype}: {problem.total_resident_bytes() / 2**30:.2f} GiB "
+        f"resident (batch {args.batch}, context {args.context}) on "
+        f"{len(cluster.devices)} device(s)",
+        highlight=False,
+    )
+    for d in cluster.devices:
+        console.print(
+            f"  {d.id} {d.name or ''} on {d.node}: {d.memory_bytes / 2**30:.1f} GiB, "
+            f"{d.flops / 1e12:.2f} TFLOP/s, {d.memory_bandwidth / 1e9:.0f} GB/s "
+            f"(speed: {d.speed_source})",
+            highlight=False,
+        )
+    _print_placement(console, problem, best, title=f"optimal ({args.objective})")
+    summary = Table(title="Against the baselines (same cost model)")
+    for col in ("strategy", "tokens/s", "latency (ms)", "stages", "fits"):
+        summary.add_column(col)
+    for name, r in [("optimal", best), *baselines.items()]:
+        summary.add_row(
+            name,
+            _tps(r),
+            f"{r.latency * 1e3:.3f}",
+            str(len(r.stages)),
+            "yes" if r.feasible else f"no: {r.infeasible_reason}",
+        )
+    console.print(summary)
+    return 0
+
+
+def _tps(r: Placement) -> str:
+    return "inf" if r.tokens_per_second is None else f"{r.tokens_per_second:.2f}"
+
+
+def _print_placement(console: Console, problem: Problem, r: Placement, title: str) -> None:
+    table = Table(title=title)
+    for col in ("device", "layers", "time (ms)", "memory (GiB)", "names"):
+        table.add_column(col)
+    for s in r.stages:
+        names = f"{problem.layers[s.first_layer].name} .. {problem.layers[s.last_layer].name}"
+        table.add_row(
+            s.device,
+            f"{s.first_layer}-{s.last_layer} ({s.layer_count})",
+            f"{s.time * 1e3:.3f}",
+            f"{s.memory_bytes / 2**30:.2f}",
+            names,
+        )
+    console.print(table)
+    status = "proven optimal" if r.optimal else f"best found, gap {r.gap:.2%}"
+    if not r.feasible:
+        status = f"does not fit: {r.infeasible_reason}"
+    console.print(
+        f"tokens/s {_tps(r)}  latency {r.latency * 1e3:.3f} ms  bottleneck "
+        f"{r.bottleneck * 1e3:.3f} ms  value {r.value:.6g}  ({status}; "
+        f"solved in {r.solve_seconds * 1e3:.2f} ms)",
+        highlight=False,
+    )

@@ -1,0 +1,476 @@
+"""The placement problem of shared/specs/placement.md, parsed and validated.
+
+Every check names the field it rejects (``devices[2].flops must be positive and
+finite, got -1``) and raises :class:`exogpu.InvalidArgument`, a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from exogpu import InvalidArgument, _core
+
+if TYPE_CHECKING:
+    from exogpu.cluster import Cluster
+    from exogpu.models import Model
+
+# Byte counts stay below 2**53 so that the native search compares them exactly.
+MAX_BYTES = 2**53
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    weight_bytes: int
+    kv_bytes_per_token: int
+    flops_per_token: float
+    activation_bytes: int
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    id: str
+    node: str
+    memory_bytes: int
+    flops: float
+    memory_bandwidth: float
+    # Only the free-memory-proportional baseline reads it (llama.cpp's rule);
+    # when absent that baseline splits by memory_bytes.
+    free_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    bandwidth: float
+    latency: float
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    a: str
+    b: str
+    bandwidth: float
+    latency: float
+
+
+@dataclass(frozen=True)
+class Problem:
+    layers: tuple[Layer, ...]
+    devices: tuple[DeviceSpec, ...]
+    default_link: Link
+    links: tuple[LinkSpec, ...] = ()
+    intra_node_link: Link | None = None
+    batch: int = 1
+    context_tokens: int = 0
+    memory_headroom: float = 0.0
+    fixed_order: bool = False
+    ring: bool = False
+    _pairs: dict[frozenset[str], Link] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_problem(self)
+        pairs = {frozenset((x.a, x.b)): Link(x.bandwidth, x.latency) for x in self.links}
+        object.__setattr__(self, "_pairs", pairs)
+
+    # -- links ---------------------------------------------------------------
+    def link(self, a: str, b: str) -> Link:
+        """The link between two distinct devices, resolved as the contract says."""
+        found = self._pairs.get(frozenset((a, b)))
+        if found is not None:
+            return found
+        node = {d.id: d.node for d in self.devices}
+        if node[a] == node[b]:
+            return self.intra_node_link or self.default_link
+        return self.default_link
+
+    def device_index(self, device_id: str) -> int:
+        for i, d in enumerate(self.devices):
+            if d.id == device_id:
+                return i
+        raise InvalidArgument(f"unknown device id {device_id!r}")
+
+    def resident_bytes(self, layer: int) -> int:
+        x = self.layers[layer]
+        return x.weight_bytes + self.batch * self.context_tokens * x.kv_bytes_per_token
+
+    def total_resident_bytes(self) -> int:
+        return sum(self.resident_bytes(i) for i in range(len(self.layers)))
+
+    # -- conversions ---------------------------------------------------------
+    @classmethod
+    def from_json(cls, source: Mapping[str, Any] | str | Path) -> Problem:
+        """From the contract's input form: a dict, a JSON text, or a path to a file."""
+        return _parse(_load(source))
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Model,
+        cluster: Cluster,
+        batch: int = 1,
+        context_tokens: int = 0,
+        dtype: str = "bf16",
+        memory_headroom: float = 0.0,
+        fixed_order: bool = False,
+        ring: bool = False,
+    ) -> Problem:
+        """The problem of placing `model` (exogpu.models) on `cluster` (exogpu.cluster)."""
+        return _parse(
+            {
+                "layers": [
+                    _layer_dict(x) for x in model.layers(dtype=dtype, context_tokens=context_tokens)
+                ],
+                **cluster.to_json(),
+                "workload": {"batch": batch, "context_tokens": context_tokens},
+                "constraints": {
+                    "memory_headroom": memory_headroom,
+                    "fixed_order": fixed_order,
+                    "ring": ring,
+                },
+            }
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "layers": [_layer_dict(x) for x in self.layers],
+            "devices": [_device_dict(d) for d in self.devices],
+            "links": [
+                {"a": x.a, "b": x.b, "bandwidth": x.bandwidth, "latency": x.latency}
+                for x in self.links
+            ],
+            "default_link": _link_dict(self.default_link),
+            "workload": {"batch": self.batch, "context_tokens": self.context_tokens},
+            "constraints": {
+                "memory_headroom": self.memory_headroom,
+                "fixed_order": self.fixed_order,
+                "ring": self.ring,
+            },
+        }
+        if self.intra_node_link is not None:
+            out["intra_node_link"] = _link_dict(self.intra_node_link)
+        return out
+
+    def to_native(self) -> Any:
+        """The `_core.PlacementProblem` the native search takes."""
+        native = _core.PlacementProblem()
+        layers = []
+        for x in self.layers:
+            nl = _core.PlacementLayer()
+            nl.name = x.name
+            nl.weight_bytes = x.weight_bytes
+            nl.kv_bytes_per_token = x.kv_bytes_per_token
+            nl.flops_per_token = x.flops_per_token
+            nl.activation_bytes = x.activation_bytes
+            layers.append(nl)
+        devices = []
+        for d in self.devices:
+            nd = _core.PlacementDevice()
+            nd.id = d.id
+            nd.node = d.node
+            nd.memory_bytes = d.memory_bytes
+            nd.free_memory_bytes = d.free_memory_bytes or 0
+            nd.flops = d.flops
+            nd.memory_bandwidth = d.memory_bandwidth
+            devices.append(nd)
+        links = []
+        for a in self.devices:
+            for b in self.devices:
+                nk = _core.PlacementLink()
+                if a.id != b.id:
+                    link = self.link(a.id, b.id)
+                    nk.bandwidth = link.bandwidth
+                    nk.latency = link.latency
+                links.append(nk)
+        native.layers = layers
+        native.devices = devices
+        native.links = links
+        native.batch = self.batch
+        native.context_tokens = self.context_tokens
+        native.memory_headroom = self.memory_headroom
+        native.fixed_order = self.fixed_order
+        native.ring = self.ring
+        return native
+
+
+# -- parsing ---------------------------------------------------------------------
+
+_TOP_KEYS = {
+    "layers",
+    "devices",
+    "links",
+    "default_link",
+    "intra_node_link",
+    "workload",
+    "constraints",
+}
+_LAYER_KEYS = {"name", "weight_bytes", "kv_bytes_per_token", "flops_per_token", "activation_bytes"}
+_DEVICE_KEYS = {
+    "id",
+    "node",
+    "memory_bytes",
+    "flops",
+    "memory_bandwidth",
+    "free_memory_bytes",
+    # descriptive extras a cluster file may carry; the search ignores them
+    "name",
+    "speed_source",
+    "memory_source",
+}
+_LINK_KEYS = {"a", "b", "bandwidth", "latency"}
+
+
+def _load(source: Mapping[str, Any] | str | Path) -> Any:
+    if isinstance(source, Mapping):
+        return source
+    if not isinstance(source, (str, Path)):
+        raise InvalidArgument(
+            f"problem must be a Problem, a dict, JSON text or a path, got {type(source).__name__}"
+        )
+    if isinstance(source, Path) or (
+        isinstance(source, str) and not source.lstrip().startswith("{")
+    ):
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise InvalidArgument(f"cannot read problem file {path}: {e.strerror}") from None
+    else:
+        text = source
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidArgument(f"problem is not valid JSON: {e}") from None
+
+
+def _object(value: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"{where} must be an object, got {_show(value)}")
+    unknown = sorted(str(k) for k in value if k not in allowed)
+    if unknown:
+        raise InvalidArgument(f"{where} has unknown field(s): {', '.join(unknown)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = (
+        json.dumps(value)
+        if isinstance(value, (int, float, str, bool, type(None)))
+        else type(value).__name__
+    )
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(
+    m: Mapping[str, Any], key: str, where: str, *, positive: bool, default: Any = None
+) -> float:
+    if key not in m:
+        if default is not None:
+            return float(default)
+        raise InvalidArgument(f"{where}.{key} is required")
+    v = m[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InvalidArgument(f"{where}.{key} must be a number, got {_show(v)}")
+    x = float(v)
+    if positive and not (math.isfinite(x) and x > 0):
+        raise InvalidArgument(f"{where}.{key} must be positive and finite, got {_show(v)}")
+    if not positive and not (math.isfinite(x) and x >= 0):
+        raise InvalidArgument(f"{where}.{key} must be non-negative and finite, got {_show(v)}")
+    return x
+
+
+def _integer(
+    m: Mapping[str, Any], key: str, where: str, *, minimum: int, default: int | None = None
+) -> int:
+    if key not in m:
+        if default is not None:
+            return default
+        raise InvalidArgument(f"{where}.{key} is required")
+    v = m[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InvalidArgument(f"{where}.{key} must be an integer, got {_show(v)}")
+    if isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
+        raise InvalidArgument(f"{where}.{key} must be an integer, got {_show(v)}")
+    n = int(v)
+    if n < minimum:
+        word = "positive" if minimum == 1 else "non-negative"
+        raise InvalidArgument(f"{where}.{key} must be {word}, got {_show(v)}")
+    if n >= MAX_BYTES:
+        raise InvalidArgument(f"{where}.{key} must be below 2**53, got {_show(v)}")
+    return n
+
+
+def _string(m: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
+    if key not in m:
+        if default is not None:
+            return default
+        raise InvalidArgument(f"{where}.{key} is required")
+    v = m[key]
+    if not isinstance(v, str) or not v:
+        raise InvalidArgument(f"{where}.{key} must be a non-empty string, got {_show(v)}")
+    return v
+
+
+def _bool(m: Mapping[str, Any], key: str, where: str) -> bool:
+    v = m.get(key, False)
+    if not isinstance(v, bool):
+        raise InvalidArgument(f"{where}.{key} must be true or false, got {_show(v)}")
+    return v
+
+
+def _list(m: Mapping[str, Any], key: str, *, required: bool) -> Sequence[Any]:
+    if key not in m:
+        if required:
+            raise InvalidArgument(f"{key} is required")
+        return []
+    v = m[key]
+    if not isinstance(v, list):
+        raise InvalidArgument(f"{key} must be a list, got {_show(v)}")
+    return v
+
+
+def _parse_link(value: Any, where: str) -> Link:
+    m = _object(value, where, {"bandwidth", "latency"})
+    return Link(
+        _number(m, "bandwidth", where, positive=True), _number(m, "latency", where, positive=False)
+    )
+
+
+def _parse(data: Any) -> Problem:
+    top = _object(data, "problem", _TOP_KEYS)
+    layers = []
+    for i, raw in enumerate(_list(top, "layers", required=True)):
+        where = f"layers[{i}]"
+        m = _object(raw, where, _LAYER_KEYS)
+        layers.append(
+            Layer(
+                name=_string(m, "name", where, default=f"layer{i}"),
+                weight_bytes=_integer(m, "weight_bytes", where, minimum=0),
+                kv_bytes_per_token=_integer(m, "kv_bytes_per_token", where, minimum=0, default=0),
+                flops_per_token=_number(m, "flops_per_token", where, positive=False),
+                activation_bytes=_integer(m, "activation_bytes", where, minimum=0, default=0),
+            )
+        )
+    devices = []
+    for i, raw in enumerate(_list(top, "devices", required=True)):
+        where = f"devices[{i}]"
+        m = _object(raw, where, _DEVICE_KEYS)
+        device_id = _string(m, "id", where)
+        free = (
+            _integer(m, "free_memory_bytes", where, minimum=1) if "free_memory_bytes" in m else None
+        )
+        devices.append(
+            DeviceSpec(
+                id=device_id,
+                node=_string(m, "node", where, default=device_id),
+                memory_bytes=_integer(m, "memory_bytes", where, minimum=1),
+                flops=_number(m, "flops", where, positive=True),
+                memory_bandwidth=_number(m, "memory_bandwidth", where, positive=True),
+                free_memory_bytes=free,
+            )
+        )
+    links = []
+    for i, raw in enumerate(_list(top, "links", required=False)):
+        where = f"links[{i}]"
+        m = _object(raw, where, _LINK_KEYS)
+        links.append(
+            LinkSpec(
+                a=_string(m, "a", where),
+                b=_string(m, "b", where),
+                bandwidth=_number(m, "bandwidth", where, positive=True),
+                latency=_number(m, "latency", where, positive=False),
+            )
+        )
+    if "default_link" not in top:
+        raise InvalidArgument("default_link is required")
+    default_link = _parse_link(top["default_link"], "default_link")
+    intra = (
+        _parse_link(top["intra_node_link"], "intra_node_link") if "intra_node_link" in top else None
+    )
+    workload = _object(top.get("workload", {}), "workload", {"batch", "context_tokens"})
+    constraints = _object(
+        top.get("constraints", {}), "constraints", {"memory_headroom", "fixed_order", "ring"}
+    )
+    headroom = _number(constraints, "memory_headroom", "constraints", positive=False, default=0.0)
+    if headroom >= 1.0:
+        raise InvalidArgument(f"constraints.memory_headroom must be below 1, got {headroom!r}")
+    return Problem(
+        layers=tuple(layers),
+        devices=tuple(devices),
+        links=tuple(links),
+        default_link=default_link,
+        intra_node_link=intra,
+        batch=_integer(workload, "batch", "workload", minimum=1, default=1),
+        context_tokens=_integer(workload, "context_tokens", "workload", minimum=0, default=0),
+        memory_headroom=headroom,
+        fixed_order=_bool(constraints, "fixed_order", "constraints"),
+        ring=_bool(constraints, "ring", "constraints"),
+    )
+
+
+def _check_problem(p: Problem) -> None:
+    """Checks that need the whole problem (also for a Problem built in code)."""
+    if not p.layers:
+        raise InvalidArgument("layers: at least one layer is required")
+    if not p.devices:
+        raise InvalidArgument("devices: at least one device is required")
+    if len(p.devices) > 64:
+        raise InvalidArgument(f"devices: at most 64 devices are supported, got {len(p.devices)}")
+    seen: set[str] = set()
+    for i, d in enumerate(p.devices):
+        if d.id in seen:
+            raise InvalidArgument(f"devices[{i}].id {d.id!r} is not unique")
+        seen.add(d.id)
+    pairs: set[frozenset[str]] = set()
+    for i, x in enumerate(p.links):
+        for key in ("a", "b"):
+            if getattr(x, key) not in seen:
+                raise InvalidArgument(f"links[{i}].{key} names unknown device {getattr(x, key)!r}")
+        if x.a == x.b:
+            raise InvalidArgument(f"links[{i}] links device {x.a!r} to itself")
+        pair = frozenset((x.a, x.b))
+        if pair in pairs:
+            raise InvalidArgument(f"links[{i}] repeats the link between {x.a!r} and {x.b!r}")
+        pairs.add(pair)
+    tokens = p.batch * p.context_tokens
+    total = 0
+    for i, layer in enumerate(p.layers):
+        total += layer.weight_bytes + tokens * layer.kv_bytes_per_token
+        if p.batch * layer.activation_bytes >= MAX_BYTES:
+            raise InvalidArgument(f"layers[{i}]: batch * activation_bytes must be below 2**53")
+    if total >= MAX_BYTES:
+        raise InvalidArgument(
+            f"the model's resident bytes (weights + batch * context_tokens * kv) must be below "
+            f"2**53, got {total}"
+        )
+
+
+def _layer_dict(x: Any) -> dict[str, Any]:
+    return {
+        "name": x.name,
+        "weight_bytes": x.weight_bytes,
+        "kv_bytes_per_token": x.kv_bytes_per_token,
+        "flops_per_token": x.flops_per_token,
+        "activation_bytes": x.activation_bytes,
+    }
+
+
+def _device_dict(d: DeviceSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": d.id,
+        "node": d.node,
+        "memory_bytes": d.memory_bytes,
+        "flops": d.flops,
+        "memory_bandwidth": d.memory_bandwidth,
+    }
+    if d.free_memory_bytes is not None:
+        out["free_memory_bytes"] = d.free_memory_bytes
+    return out
+
+
+def _link_dict(x: Link) -> dict[str, Any]:
+    return {"bandwidth": x.bandwidth, "latency": x.latency}

@@ -1,0 +1,76 @@
+"""Model layer lists against the published parameter counts and formulas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import exogpu
+from exogpu import models
+
+# Published totals (DeepSeek-V3: 671B without its 14B multi-token-prediction module).
+PUBLISHED = {
+    "llama-3-8b": 8.03e9,
+    "llama-3-70b": 70.6e9,
+    "llama-3.1-405b": 405.9e9,
+    "qwen2.5-72b": 72.7e9,
+    "mixtral-8x7b": 46.7e9,
+    "deepseek-v3": 671e9,
+}
+ACTIVE = {"mixtral-8x7b": 12.9e9, "deepseek-v3": 37e9}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_parameter_totals(name: str) -> None:
+    model = models.get(name)
+    assert model.parameter_count() == pytest.approx(PUBLISHED[name], rel=0.01)
+    layers = model.layers("bf16")
+    assert layers[0].name == "embed" and layers[-1].name == "output"
+    assert len(layers) == model.config["num_hidden_layers"] + 2
+    assert sum(x.weight_bytes for x in layers) == 2 * model.parameter_count()
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVE))
+def test_moe_active_parameters(name: str) -> None:
+    # within 3%: the published figures round and count the embedding differently
+    assert models.get(name).active_parameter_count() == pytest.approx(ACTIVE[name], rel=0.03)
+
+
+def test_kv_bytes_and_dtypes() -> None:
+    llama = models.get("llama-3-70b").layers("fp8")
+    block = llama[1]
+    assert block.kv_bytes_per_token == 2 * 8 * 128 * 2  # K and V, 8 KV heads, bf16
+    bf16 = models.get("llama-3-70b").layers("bf16")[1]
+    assert block.weight_bytes * 2 == bf16.weight_bytes
+    int4 = models.get("llama-3-70b").layers("int4")[1]
+    assert int4.weight_bytes == round(bf16.weight_bytes / 2 * (0.5 + 2 / 128))
+    ds = models.get("deepseek-v3").layers("bf16")
+    assert ds[1].kv_bytes_per_token == (512 + 64) * 2  # MLA latent + RoPE key
+    # three dense layers first, then mixture-of-experts layers with far more weights
+    assert ds[4].weight_bytes > 10 * ds[1].weight_bytes
+    assert ds[4].flops_per_token < ds[4].weight_bytes  # active experts only
+
+
+def test_attention_flops_grow_with_context() -> None:
+    m = models.get("llama-3-8b")
+    short, long = m.layers(context_tokens=0)[1], m.layers(context_tokens=1000)[1]
+    assert long.flops_per_token - short.flops_per_token == 4 * 32 * 128 * 1000
+    assert short.flops_per_token == 2 * short.active_parameters
+
+
+def test_config_by_path(tmp_path: Path) -> None:
+    config = dict(models.catalog()["llama-3-8b"])
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    from_file = models.get(tmp_path / "config.json")
+    assert from_file.parameter_count() == models.get("llama-3-8b").parameter_count()
+    assert models.get(tmp_path).parameter_count() == from_file.parameter_count()
+    del config["hidden_size"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(exogpu.InvalidArgument, match="hidden_size is required"):
+        models.get(tmp_path / "config.json")
+    with pytest.raises(exogpu.InvalidArgument, match="unknown model"):
+        models.get("no-such-model")
+    with pytest.raises(exogpu.InvalidArgument, match="dtype"):
+        models.get("llama-3-8b").layers("fp4")

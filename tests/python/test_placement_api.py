@@ -1,0 +1,167 @@
+"""The Python API and the `place` / `plan` commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import exogpu
+from exogpu import cluster, models
+from exogpu.placement import Placement, PlacementInfeasible, Problem, evaluate, solve
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTERS = ROOT / "benchmarks" / "clusters"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exogpu", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def lab_problem(objective_context: int = 0) -> Problem:
+    return Problem.from_model(
+        models.get("llama-3-70b"),
+        cluster.Cluster.from_file(CLUSTERS / "lab-3-nodes.json"),
+        context_tokens=objective_context,
+        memory_headroom=0.1,
+    )
+
+
+def test_problem_round_trips_through_json(tmp_path: Path) -> None:
+    problem = lab_problem(4096)
+    again = Problem.from_json(problem.to_json())
+    assert again == problem
+    path = tmp_path / "problem.json"
+    path.write_text(json.dumps(problem.to_json()))
+    assert solve(path).to_json()["stages"] == solve(problem).to_json()["stages"]
+    assert solve(str(path)).value == solve(problem.to_json()).value
+
+
+def test_llama_70b_on_lab_cluster_is_proven_and_beats_exo() -> None:
+    problem = lab_problem(4096)
+    for objective in ("throughput", "latency", "memory"):
+        best = solve(problem, objective)
+        assert best.optimal and best.feasible
+        assert best.lower_bound == best.value
+        assert sum(s.memory_bytes for s in best.stages) == problem.total_resident_bytes()
+    best = solve(problem, "throughput")
+    exo = solve(problem, "throughput", strategy="exo-memory-weighted")
+    if exo.feasible:
+        assert best.bottleneck <= exo.bottleneck
+    again = evaluate(problem, [(s.device, s.first_layer, s.last_layer) for s in best.stages])
+    assert again.bottleneck == best.bottleneck
+
+
+def test_infeasible_says_bytes() -> None:
+    problem = Problem.from_model(
+        models.get("llama-3.1-405b"), cluster.Cluster.from_file(CLUSTERS / "home-mixed.json")
+    )
+    with pytest.raises(PlacementInfeasible) as info:
+        solve(problem)
+    assert isinstance(info.value, exogpu.InvalidArgument)
+    needed = problem.total_resident_bytes()
+    assert f"needs {needed} bytes" in str(info.value)
+    held = sum(d.memory_bytes for d in problem.devices)
+    assert f"hold {held} bytes" in str(info.value)
+
+
+def test_replan_after_a_device_leaves_reports_moves() -> None:
+    problem = lab_problem()
+    first = solve(problem)
+    gone = first.stages[-1].device
+    data = problem.to_json()
+    data["devices"] = [d for d in data["devices"] if d["id"] != gone]
+    data["links"] = [x for x in data["links"] if gone not in (x["a"], x["b"])]
+    again = solve(data, previous=first.to_json())
+    moved = again.to_json()["moved_layers"]
+    before, after = first.layer_devices(), again.layer_devices()
+    assert moved == [i for i, (x, y) in enumerate(zip(before, after, strict=False)) if x != y]
+    # every layer of the device that left moves
+    assert set(range(first.stages[-1].first_layer, first.stages[-1].last_layer + 1)) <= set(moved)
+    # replanning keeps the optimum
+    assert again.value == pytest.approx(solve(data).value, rel=1e-12)
+
+
+def test_placement_from_json_round_trip() -> None:
+    out = solve(lab_problem()).to_json()
+    assert Placement.from_json(out).to_json()["stages"] == out["stages"]
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(exogpu.InvalidArgument, match="objective"):
+        solve(lab_problem(), objective="speed")
+    with pytest.raises(exogpu.InvalidArgument, match="strategy"):
+        solve(lab_problem(), strategy="random")
+    with pytest.raises(exogpu.InvalidArgument, match="cannot read problem file"):
+        solve("/nonexistent/problem.json")
+
+
+def test_cli_place_json(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(lab_problem().to_json()))
+    run = cli("place", "--problem", str(path), "--objective", "latency", "--json")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["objective"] == "latency" and out["optimal"] is True
+    assert out["value"] == pytest.approx(solve(path, "latency").value, rel=1e-12)
+    table = cli("place", "--problem", str(path))
+    assert table.returncode == 0 and "proven optimal" in table.stdout
+
+
+def test_cli_plan_here_int4() -> None:
+    run = cli("plan", "--model", "llama-3-8b", "--dtype", "int4", "--json")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["placement"]["feasible"] and out["placement"]["optimal"]
+    assert out["placement"]["tokens_per_second"] > 0
+    assert set(out["baselines"]) == {"exo-memory-weighted", "free-memory-proportional"}
+    table = cli("plan", "--model", "llama-3-8b", "--dtype", "int4")
+    assert table.returncode == 0 and "tokens/s" in table.stdout
+
+
+def test_cli_plan_too_big_is_a_clean_error() -> None:
+    run = cli("plan", "--model", "deepseek-v3", "--cluster", str(CLUSTERS / "home-mixed.json"))
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr
+    assert "no placement fits" in run.stderr and "bytes" in run.stderr
+
+
+def test_discovered_cluster_marks_its_sources() -> None:
+    here = cluster.discover()
+    assert here.devices
+    for d in here.devices:
+        assert d.speed_source in ("table", "estimate")
+        assert d.memory_bytes == exogpu.device(d.id).memory_info().total
+    measured = here.with_profile({"devices": {here.devices[0].id: {"flops": 1.5e11}}})
+    assert measured.devices[0].flops == 1.5e11 and measured.devices[0].speed_source == "measured"
+
+
+def test_cluster_toml_equals_json(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text(
+        "[default_link]\nbandwidth = 1.25e9\nlatency = 2e-4\n\n"
+        '[[devices]]\nid = "a"\nnode = "n"\nmemory_bytes = 1000\n'
+        "flops = 1e12\nmemory_bandwidth = 1e11\n"
+    )
+    c = cluster.Cluster.from_file(toml)
+    assert c.devices[0].memory_bytes == 1000 and c.default_link["bandwidth"] == 1.25e9
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "devices": [{"id": "a", "memory_bytes": 1, "flops": -1, "memory_bandwidth": 1}],
+                "default_link": {"bandwidth": 1, "latency": 0},
+            }
+        )
+    )
+    with pytest.raises(exogpu.InvalidArgument, match=r"devices\[0\]\.flops"):
+        cluster.Cluster.from_file(bad)
