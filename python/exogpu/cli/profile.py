@@ -78,7 +78,7 @@ def _print_table(console: Console, result: profile.Profile) -> None:
         "h2d/d2h: page-locked copies (bytes counted once). "
         "* an alias of the device above (the same silicon, counted once)",
     )
-    table.add_column("device")
+    table.add_column("device", no_wrap=True)
     table.add_column("name", overflow="fold", max_width=24)
     for column in ("memory", "GFLOP/s", "memory GB/s", "h2d GB/s", "d2h GB/s"):
         table.add_column(column, justify="right")
