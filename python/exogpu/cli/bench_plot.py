@@ -9,7 +9,7 @@ from exogpu.probe import MemoryProbe
 
 def plot_bandwidth(result: MemoryProbe, path: Path) -> None:
     """One line per copy kind: median bandwidth against copy size (log x),
-    with the min..max of the samples shaded."""
+    with error bars from the slowest to the fastest sample."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,29 +19,27 @@ def plot_bandwidth(result: MemoryProbe, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for kind in result.kinds():
         points = sorted(result.of_kind(kind), key=lambda c: c.bytes)
-        sizes = [c.bytes for c in points]
-        ax.plot(
-            sizes,
-            [c.bandwidth / 1e9 for c in points],
+        median = [c.bandwidth / 1e9 for c in points]
+        below = [m - c.bandwidth_min / 1e9 for m, c in zip(median, points, strict=True)]
+        above = [c.bandwidth_max / 1e9 - m for m, c in zip(median, points, strict=True)]
+        ax.errorbar(
+            [c.bytes for c in points],
+            median,
+            yerr=[below, above],
             marker="o",
             markersize=3,
+            capsize=2,
+            elinewidth=0.7,
             label=f"{kind} ({points[0].timing.replace('_', ' ')})",
         )
-        ax.fill_between(
-            sizes,
-            [c.bandwidth_min / 1e9 for c in points],
-            [c.bandwidth_max / 1e9 for c in points],
-            alpha=0.15,
-        )
     ax.set_xscale("log", base=2)
-    sizes_measured = sorted({c.bytes for c in result.copies})
-    ax.xaxis.set_major_locator(FixedLocator(sizes_measured))
+    ax.xaxis.set_major_locator(FixedLocator(sorted({c.bytes for c in result.copies})))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: _size_label(x)))
     ax.set_xlabel("copy size")
     ax.set_ylabel("bandwidth (GB/s, bytes counted once)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"{result.device}: copy bandwidth (median of samples; band: min..max)")
+    ax.set_title(f"{result.device}: copy bandwidth (median; bars: min..max of samples)")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
