@@ -3,8 +3,13 @@
 A profile holds, for each physical device of this node, the ``devices`` entry
 of a placement problem (shared/specs/placement.md)::
 
-    {"id": "<node>:<device id>", "node": "<node>", "memory_bytes": ...,
+    {"id": "<device id>", "node": "<node>", "memory_bytes": ...,
      "flops": ..., "memory_bandwidth": ...}
+
+The id is the local device id, as ``exogpu.cluster.discover()`` names it; a
+cluster of several nodes qualifies it with the node when it merges profiles.
+``Profile.measured()`` gives the figures in the form
+``Cluster.with_profile()`` takes.
 
 - ``memory_bytes``: the device's total memory (the placement's
   ``memory_headroom`` keeps a share of it free);
@@ -122,6 +127,19 @@ class Profile:
             devices=list(data["devices"]),
             details=list(data["details"]),
         )
+
+    def measured(self) -> dict[str, Any]:
+        """The figures by device id, as ``exogpu.cluster.Cluster.with_profile`` takes them."""
+        return {
+            "devices": {
+                d["id"]: {
+                    "flops": d["flops"],
+                    "memory_bandwidth": d["memory_bandwidth"],
+                    "memory_bytes": d["memory_bytes"],
+                }
+                for d in self.devices
+            }
+        }
 
     def stale_reason(
         self,
@@ -293,7 +311,7 @@ def _placement_entry(node: str, group: list[dict[str, Any]]) -> dict[str, Any] |
     if flops <= 0:
         return None
     return {
-        "id": f"{node}:{group[0]['id']}",
+        "id": group[0]["id"],
         "node": node,
         "memory_bytes": primary["memory_total"],
         "flops": flops,

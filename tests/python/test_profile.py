@@ -28,7 +28,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_one_placement_entry_per_physical_device(measured: profile.Profile) -> None:
     node = profile.node_name()
     physical = exogpu.devices()
-    assert [d["id"] for d in measured.devices] == [f"{node}:{dev.id}" for dev in physical]
+    assert [d["id"] for d in measured.devices] == [dev.id for dev in physical]
     for entry, dev in zip(measured.devices, physical, strict=True):
         assert set(entry) == PLACEMENT_KEYS
         assert entry["node"] == node
@@ -53,8 +53,20 @@ def test_details_cover_every_alias_once(measured: profile.Profile) -> None:
 def test_cpu_entry_uses_the_fma_kernel(measured: profile.Profile) -> None:
     cpu = next(d for d in measured.details if d["id"] == "cpu:0")
     assert cpu["fma_supported"]
-    entry = next(e for e in measured.devices if e["id"].endswith(":cpu:0"))
+    entry = next(e for e in measured.devices if e["id"] == "cpu:0")
     assert entry["flops"] == cpu["flops"]
+
+
+def test_measured_figures_feed_the_discovered_cluster(measured: profile.Profile) -> None:
+    from exogpu.cluster import discover
+
+    cluster = discover().with_profile(measured.measured())
+    by_id = {d.id: d for d in cluster.devices}
+    for entry in measured.devices:
+        dev = by_id[entry["id"]]
+        assert dev.speed_source == "measured"
+        assert dev.flops == entry["flops"]
+        assert dev.memory_bandwidth == entry["memory_bandwidth"]
 
 
 def test_cache_round_trips(measured: profile.Profile, cache: Path) -> None:
