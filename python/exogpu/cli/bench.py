@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -59,6 +60,12 @@ def _device_id(requested: str | None) -> str:
 def run_memory(args: argparse.Namespace) -> int:
     out = Console()
     err = Console(stderr=True)
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        # Said before the sweep, not after it.
+        err.print(
+            "[red]exogpu bench memory: --plot needs matplotlib (pip install 'exogpu[plot]')[/red]"
+        )
+        return 2
     try:
         device_id = _device_id(args.device)
         kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
