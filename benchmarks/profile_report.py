@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the profile here")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     matmul_before = numpy_matmul_flops()
     result = profile.measure_profile(quick=args.quick)
     matmul = max(matmul_before, numpy_matmul_flops())
@@ -63,7 +65,9 @@ def main() -> None:
     print(json.dumps(result.to_dict(), indent=2))
 
     print()
-    print(f"node {result.node}, {'quick' if result.quick else 'full'} profile; "
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"node {result.node}, {'quick' if result.quick else 'full'} profile, "
+          f"{os.cpu_count()} CPUs, load average {load_before:.1f} -> {load_after:.1f}; "
           f"numpy float32 matmul 1024^3: {matmul / 1e9:.1f} GFLOP/s")
     print("| device | GFLOP/s | x numpy matmul | memory GB/s | d2d copy GB/s | x copyto "
           "| h2d GB/s | x copyto | d2h GB/s | x copyto |")
