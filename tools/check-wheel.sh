@@ -13,8 +13,13 @@ echo "$report" | tr '\n' ' ' | grep -Eo 'consistent with the following platform 
 python3 - "$wheel" <<'PY'
 import sys, zipfile, tempfile, subprocess, pathlib
 allowed = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "ld-linux-x86-64.so.2"}
+wheel = zipfile.ZipFile(sys.argv[1])
+shipped = set(wheel.namelist())
+for needed in ("exogpu/py.typed", "exogpu/_core.pyi", "exogpu/models/catalog.json"):
+    if needed not in shipped:
+        sys.exit(f"check-wheel: the wheel lacks {needed}")
 with tempfile.TemporaryDirectory() as tmp:
-    zipfile.ZipFile(sys.argv[1]).extractall(tmp)
+    wheel.extractall(tmp)
     for so in pathlib.Path(tmp).rglob("_core*.so"):
         dyn = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True, check=True).stdout
         needed = {line.split("[")[1].split("]")[0] for line in dyn.splitlines() if "(NEEDED)" in line}

@@ -310,18 +310,25 @@ void bind_devices(nb::module_& m) {
          "A new uint8 numpy array holding a copy of the buffer.")
       .def("_host_view", [](nb::handle self) { return host_view(self, nb::cast<PyBuffer&>(self)); })
       .def("__dlpack__", [](nb::handle self, nb::kwargs kwargs) {
+        if (auto exported = export_device_dlpack(nb::cast<PyBuffer&>(self).get(), kwargs)) {
+          return *exported;  // device memory (CUDA, ROCm), exported in place
+        }
         nb::object view = nb::cast(host_view(self, nb::cast<PyBuffer&>(self)));
         return view.attr("__dlpack__")(**kwargs);
       }, nb::sig("def __dlpack__(self, **kwargs: object) -> object"),
-         "Zero-copy DLPack export of host-addressable memory; keeps the buffer alive.")
+         "Zero-copy DLPack export of host-addressable or CUDA/ROCm memory; keeps the buffer alive.")
       .def("__dlpack_device__", [](const PyBuffer& b) {
         const Buffer& buf = b.get();
+        if (auto where = device_dlpack_device(buf)) return *where;
         if (buf.size() > 0 && buf.host_ptr() == nullptr) {
           PyErr_SetString(PyExc_BufferError, ("the buffer on " + buf.device().id() + " is not host-addressable").c_str());
           throw nb::python_error();
         }
         return std::make_pair(1, 0);  // kDLCPU
       })
+      .def_prop_ro("__cuda_array_interface__", [](const PyBuffer& b) {
+        return cuda_array_interface(b.get());
+      }, "Version 3 of the CUDA array interface, for CUDA buffers only.")
       .def("__repr__", [](const PyBuffer& b) {
         if (!b.buffer.valid()) return std::string("Buffer(freed)");
         return "Buffer(" + std::to_string(b.buffer.size()) + " bytes on " + b.buffer.device().id() + ")";

@@ -10,4 +10,5 @@ NB_MODULE(_core, m) {
   exogpu::bindings::bind_devices(m);
   exogpu::bindings::bind_placement(m);
   exogpu::bindings::bind_probe(m);
+  exogpu::bindings::bind_cuda(m);
 }

@@ -16,7 +16,10 @@ from exogpu._core import Error
 
 COMMAND_MODULES = (
     "exogpu.cli.devices",
+    "exogpu.cli.monitor",
     "exogpu.cli.place",
+    "exogpu.cli.probe",
+    "exogpu.cli.security",
     "exogpu.cli.bench",
     "exogpu.cli.profile",
 )

@@ -1,0 +1,155 @@
+#include "backends/cuda/cuda_driver.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+
+#include "exogpu/error.hpp"
+
+#if !defined(_WIN32)
+#include <dlfcn.h>
+#endif
+
+namespace exogpu::cuda {
+
+namespace {
+
+// Vendor runtimes start threads and register exit handlers that outlive any
+// handle to them; unloading one while those run crashes the process. The
+// library stays mapped until exit, however the backend's handle goes.
+void pin_in_memory(const std::string& name) {
+#if !defined(_WIN32)
+  (void)dlopen(name.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+#else
+  (void)name;
+#endif
+}
+
+}  // namespace
+
+std::vector<std::string> Driver::library_names() {
+  if (const char* name = std::getenv("EXOGPU_CUDA_LIBRARY"); name != nullptr && *name != '\0') {
+    return {name};
+  }
+#if defined(_WIN32)
+  return {"nvcuda.dll"};
+#else
+  return {"libcuda.so.1"};
+#endif
+}
+
+namespace {
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    out += (i == 0 ? "" : " or ") + names[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<Driver> Driver::load(const std::vector<std::string>& names, std::string& reason) {
+  std::string error;
+  std::unique_ptr<DynamicLibrary> library = DynamicLibrary::open(names, error);
+  if (!library) {
+    const bool absent = error.find("No such file") != std::string::npos ||
+                        error.find("not found") != std::string::npos || error.empty();
+    reason = absent ? join_names(names) + " not found (install the NVIDIA driver)"
+                    : join_names(names) + " could not be loaded: " + error;
+    return nullptr;
+  }
+  auto driver = std::make_shared<Driver>(Key{}, std::move(library));
+  pin_in_memory(driver->library_name());
+  const DynamicLibrary& lib = *driver->library_;
+  auto proc_address = reinterpret_cast<GetProcAddressFn>(lib.symbol("cuGetProcAddress"));
+
+  std::vector<std::string> missing;
+  auto resolve = [&](const char* base, const char* exported) -> void* {
+    if (proc_address != nullptr) {
+      void* fn = nullptr;
+      if (proc_address(base, &fn, kProcAddressVersion, 0) == CUDA_SUCCESS && fn != nullptr) {
+        driver->via_proc_address_ = true;
+        return fn;
+      }
+    }
+    void* fn = lib.symbol(exported);
+    if (fn == nullptr) missing.emplace_back(exported);
+    return fn;
+  };
+#define EXOGPU_CUDA_RESOLVE(member, base, exported, ret, params) \
+  driver->member = reinterpret_cast<ret(*) params>(resolve(#base, #exported));
+  EXOGPU_CUDA_SYMBOLS(EXOGPU_CUDA_RESOLVE)
+#undef EXOGPU_CUDA_RESOLVE
+
+  if (!missing.empty()) {
+    std::string list = missing.front();
+    const std::size_t shown = std::min<std::size_t>(missing.size(), 3);
+    for (std::size_t i = 1; i < shown; ++i) list += ", " + missing[i];
+    if (missing.size() > shown) {
+      list += " and " + std::to_string(missing.size() - shown) + " more entry points";
+    }
+    reason = lib.name() + " is missing " + list + " (driver too old?)";
+    return nullptr;
+  }
+  return driver;
+}
+
+std::string Driver::error_name(CUresult result) const {
+  const char* name = nullptr;
+  if (get_error_name != nullptr && get_error_name(result, &name) == CUDA_SUCCESS &&
+      name != nullptr) {
+    return name;
+  }
+  return "CUresult " + std::to_string(result);
+}
+
+std::string Driver::describe(CUresult result) const {
+  std::string text = error_name(result);
+  const char* what = nullptr;
+  if (get_error_string != nullptr && get_error_string(result, &what) == CUDA_SUCCESS &&
+      what != nullptr) {
+    text += std::string(" (") + what + ")";
+  }
+  return text;
+}
+
+void Driver::check(CUresult result, std::string_view call, std::string_view where) const {
+  if (result == CUDA_SUCCESS) return;
+  std::string message = std::string(where) + ": " + std::string(call) + " failed: " +
+                        describe(result);
+  if (result == CUDA_ERROR_OUT_OF_MEMORY) throw OutOfMemory(std::move(message));
+  throw DeviceError(message);
+}
+
+std::string version_string(int version) {
+  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
+}
+
+std::string format_uuid(const unsigned char (&bytes)[16]) {
+  char out[37];
+  std::snprintf(out, sizeof out,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
+                bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8],
+                bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
+  return out;
+}
+
+std::string normalise_pci_bus_id(std::string_view raw) {
+  unsigned domain = 0;
+  unsigned bus = 0;
+  unsigned device = 0;
+  unsigned function = 0;
+  char tail = 0;
+  const std::string text(raw);
+  if (std::sscanf(text.c_str(), "%x:%x:%x.%x%c", &domain, &bus, &device, &function, &tail) != 4 ||
+      bus > 0xff || device > 0x1f || function > 0x7) {
+    return {};
+  }
+  char out[32];
+  std::snprintf(out, sizeof out, "%04x:%02x:%02x.%x", domain, bus, device, function);
+  return out;
+}
+
+}  // namespace exogpu::cuda

@@ -1,0 +1,185 @@
+"""`exogpu audit verify|query`, `exogpu certs init|pin` and `exogpu agent`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from exogpu.security.audit_query import expand_paths
+    from exogpu.security.audit_verify import verify_files
+
+    try:
+        files = expand_paths(args.files)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = verify_files(list(files), allow_torn_tail=args.allow_torn_tail)
+    if args.json:
+        print(json.dumps({
+            "ok": report.ok, "files": report.files, "records": report.records,
+            "first_seq": report.first_seq, "last_seq": report.last_seq,
+            "last_hash": report.last_hash, "warnings": report.warnings,
+            "first_bad": None if report.first_bad is None else {
+                "file": report.first_bad.file, "line": report.first_bad.line,
+                "seq": report.first_bad.seq, "problem": report.first_bad.problem},
+        }, indent=2))
+    else:
+        for w in report.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        if report.ok:
+            print(f"OK: {report.records} records, seq {report.first_seq}..{report.last_seq} "
+                  f"in {len(report.files)} file(s); last hash {report.last_hash}")
+        else:
+            print(f"FAILED: first bad record at {report.first_bad}")
+    return 0 if report.ok else 1
+
+
+def _audit_query(args: argparse.Namespace) -> int:
+    from exogpu.security.audit_query import query
+
+    try:
+        page = query(args.files, since=args.since, until=args.until, principal=args.principal,
+                     event_types=args.type, min_severity=args.min_severity,
+                     after_seq=args.after, limit=args.limit)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(page.to_dict(), indent=2))
+        return 0
+    for rec in page.records:
+        details = json.dumps(rec.get("details", {}), separators=(",", ":"))
+        print(f"{rec.get('seq'):>8} {rec.get('ts')} {rec.get('severity'):<8} "
+              f"{rec.get('type'):<26} {rec.get('principal') or '-':<12} "
+              f"{rec.get('device') or '-':<8} {rec.get('outcome'):<8} {details}")
+    if page.next_after is not None:
+        print(f"more: --after {page.next_after}", file=sys.stderr)
+    return 0
+
+
+def _certs_init(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from exogpu.security.tls import expiry_warnings, init_certs, spki_pin
+
+    try:
+        made = init_certs(args.dir, args.node, days=args.days)
+    except (ValueError, FileExistsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"CA: {Path(args.dir) / 'ca.pem'}")
+    for files in made:
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        print(f"{files.cert.stem}: {files.cert} {files.key} pin {spki_pin(cert)} "
+              f"expires {cert.not_valid_after_utc:%Y-%m-%d}")
+        for w in expiry_warnings([(str(files.cert), cert)]):
+            print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def _certs_pin(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from exogpu.security.tls import spki_pin
+
+    for path in args.certs:
+        try:
+            cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+        except (OSError, ValueError) as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{spki_pin(cert)}  {path}")
+    return 0
+
+
+def _network_probe_hook() -> Any:
+    """One-time network-probe servers, when the network probe is part of this build."""
+    try:
+        importlib.import_module("exogpu.netprobe")
+    except ImportError:
+        return None
+    from exogpu.agent.network_probe import NetworkProbeServers
+
+    return NetworkProbeServers()
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from exogpu.agent.server import AgentConfig, run_agent
+    from exogpu.security.rbac import PolicyError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
+                                                   "%(message)s")
+    config = AgentConfig(certs=Path(args.certs), node=args.node, policy=Path(args.policy),
+                         audit_log=Path(args.audit_log), bind=args.bind, port=args.port,
+                         audit_durability=args.audit_durability,
+                         reload_interval=args.reload_interval)
+
+    def ready(port: int) -> None:
+        print(f"exogpu agent {args.node} listening on https://{args.bind}:{port}", flush=True)
+
+    try:
+        asyncio.run(run_agent(config, network_probe=_network_probe_hook(), ready=ready))
+    except (PolicyError, FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="verify or query an audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser(
+        "verify", help="check the hash chain; names the first bad record",
+        description="Check the hash chain of FILE and its rotated predecessors "
+                    "(FILE.1, FILE.2, ...). Exit 0 when intact, 1 naming the first bad record.")
+    verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.add_argument("--allow-torn-tail", action="store_true",
+                        help="accept an incomplete last line (left by a crash mid-write)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_audit_verify)
+
+    q = audit_sub.add_parser("query", help="filter records across rotated files")
+    q.add_argument("files", nargs="+", metavar="FILE")
+    q.add_argument("--since", help="ISO time, inclusive")
+    q.add_argument("--until", help="ISO time, exclusive")
+    q.add_argument("--principal")
+    q.add_argument("--type", action="append", help="event type (repeatable)")
+    q.add_argument("--min-severity", choices=["debug", "info", "warning", "error", "critical"])
+    q.add_argument("--after", type=int, metavar="SEQ", help="page after this sequence number")
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_audit_query)
+
+    certs = subparsers.add_parser("certs", help="make or inspect mutual-TLS certificates")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    init = certs_sub.add_parser("init", help="create a CA (or reuse DIR's) and node certificates")
+    init.add_argument("dir", metavar="DIR")
+    init.add_argument("--node", action="append", required=True, metavar="NAME")
+    init.add_argument("--days", type=int, default=365, help="validity of node certificates")
+    init.set_defaults(func=_certs_init)
+    pin = certs_sub.add_parser("pin", help="print the SPKI SHA-256 pin of certificates")
+    pin.add_argument("certs", nargs="+", metavar="CERT")
+    pin.set_defaults(func=_certs_pin)
+
+    agent = subparsers.add_parser("agent", help="run the node agent (HTTPS, mutual TLS)")
+    agent.add_argument("--certs", required=True, metavar="DIR")
+    agent.add_argument("--node", required=True, metavar="NAME")
+    agent.add_argument("--bind", default="127.0.0.1")
+    agent.add_argument("--port", type=int, default=8443)
+    agent.add_argument("--policy", required=True, metavar="FILE")
+    agent.add_argument("--audit-log", required=True, metavar="FILE")
+    agent.add_argument("--audit-durability", choices=["buffered", "flush", "fsync"],
+                       default="flush")
+    agent.add_argument("--reload-interval", type=float, default=5.0, metavar="SECONDS",
+                       help="how often certificates and the policy file are checked")
+    agent.set_defaults(func=_agent)
