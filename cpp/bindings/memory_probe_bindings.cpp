@@ -104,6 +104,7 @@ void bind_memory_probe(nb::module_& m) {
       .def_ro("destination", &CopyMeasurement::destination);
 
   nb::class_<LatencyMeasurement>(m, "LatencyMeasurement")
+      .def_ro("path", &LatencyMeasurement::path)
       .def_ro("bytes", &LatencyMeasurement::bytes)
       .def_ro("seconds", &LatencyMeasurement::seconds);
 

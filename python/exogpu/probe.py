@@ -97,8 +97,10 @@ class CopyResult:
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """Round trip of a small copy: write `bytes`, read them back, wait."""
+    """Round trip of a small copy: write `bytes`, read them back, wait; through the
+    synchronous copies (path "sync", as exogpu.write/read) or the stream ("stream")."""
 
+    path: str
     bytes: int
     seconds: Stats
 
@@ -224,7 +226,7 @@ def probe_memory(
         max_bytes=native.max_bytes,
         copies=tuple(CopyResult._from_native(c) for c in native.copies),
         latency=tuple(
-            LatencyResult(bytes=x.bytes, seconds=Stats._from_native(x.seconds))
+            LatencyResult(path=x.path, bytes=x.bytes, seconds=Stats._from_native(x.seconds))
             for x in native.latency
         ),
         allocation=tuple(

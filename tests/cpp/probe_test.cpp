@@ -56,9 +56,10 @@ TEST_P(ProbeOnDevice, SweepHasConsistentUnits) {
     EXPECT_LE(c.bandwidth_min, c.bandwidth);
     EXPECT_LE(c.bandwidth, c.bandwidth_max);
   }
-  ASSERT_EQ(r.latency.size(), 6u);  // 4 B .. 4 KiB by 4
+  ASSERT_EQ(r.latency.size(), 12u);  // 4 B .. 4 KiB by 4, sync then stream
   for (std::size_t i = 0; i < r.latency.size(); ++i) {
-    EXPECT_EQ(r.latency[i].bytes, std::size_t{4} << (2 * i));
+    EXPECT_EQ(r.latency[i].path, i < 6 ? "sync" : "stream");
+    EXPECT_EQ(r.latency[i].bytes, std::size_t{4} << (2 * (i % 6)));
     expect_stats_ordered(r.latency[i].seconds, 12);
   }
   ASSERT_FALSE(r.allocation.empty());

@@ -43,7 +43,11 @@ def test_bench_memory_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
         assert set(c["seconds"]) == {"median", "min", "max", "samples"}
         assert c["seconds"]["samples"] == 2
         assert c["bytes"] in (4 << 10, 16 << 10, 64 << 10)
-    assert [x["bytes"] for x in data["latency"]] == [4, 16, 64, 256, 1024, 4096]
+    sizes = [4, 16, 64, 256, 1024, 4096]
+    assert [(x["path"], x["bytes"]) for x in data["latency"]] == [
+        *(("sync", n) for n in sizes),
+        *(("stream", n) for n in sizes),
+    ]
     assert {a["path"] for a in data["allocation"]} == {"pool", "device"}
 
 

@@ -65,9 +65,12 @@ def test_sweep_units_are_consistent(device: exogpu.Device) -> None:
             assert c.bandwidth_min * c.seconds.max == pytest.approx(c.bytes_moved, rel=1e-9)
             assert c.bandwidth_max * c.seconds.min == pytest.approx(c.bytes_moved, rel=1e-9)
             assert c.bandwidth_min <= c.bandwidth <= c.bandwidth_max
-    # A round trip of 4 KiB cannot be faster than a 1 MiB one-way copy's
-    # bandwidth allows, and every figure is a real duration.
-    assert [x.bytes for x in result.latency] == [4, 16, 64, 256, 1024, 4096]
+    # Round trips through both paths, each a real duration.
+    sizes = [4, 16, 64, 256, 1024, 4096]
+    assert [(x.path, x.bytes) for x in result.latency] == [
+        *(("sync", n) for n in sizes),
+        *(("stream", n) for n in sizes),
+    ]
     for x in result.latency:
         _check_stats(x.seconds, 12)
     assert {a.path for a in result.allocation} == {"pool", "device"}

@@ -66,8 +66,12 @@ struct CopyMeasurement {
   std::string destination;  // device id the bytes go to ("host" for host memory)
 };
 
-// Round trip of a small copy: write n bytes, read them back, wait.
+// Round trip of a small copy: write n bytes, read them back, wait. Through
+// the synchronous copies ("sync": Stream::copy_h2d_sync/copy_d2h_sync, what
+// exogpu::write/read use) and through the stream ("stream": two enqueued
+// copies and a synchronize).
 struct LatencyMeasurement {
+  std::string path;
   std::size_t bytes = 0;
   SampleStats seconds;
 };

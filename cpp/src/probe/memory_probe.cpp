@@ -210,16 +210,23 @@ class CopySweep {
     std::memset(out->data(), 0x42, kLatencyMaxBytes);
     const int samples = std::max(options_.samples * 4, 11);
     std::vector<LatencyMeasurement> results;
-    for (std::size_t n = 4; n <= kLatencyMaxBytes; n *= 4) {
-      auto once = [&] {
-        stream_->copy_h2d(small, 0, out->data(), n);
-        stream_->copy_d2h(back->data(), small, 0, n);
-        stream_->synchronize();
-      };
-      for (int i = 0; i < std::max(options_.warmup, 1); ++i) once();
-      std::vector<double> seconds;
-      for (int i = 0; i < samples; ++i) seconds.push_back(detail::time_on_host(once));
-      results.push_back({n, summarize(std::move(seconds))});
+    for (const bool sync : {true, false}) {
+      for (std::size_t n = 4; n <= kLatencyMaxBytes; n *= 4) {
+        auto once = [&] {
+          if (sync) {
+            stream_->copy_h2d_sync(small, 0, out->data(), n);
+            stream_->copy_d2h_sync(back->data(), small, 0, n);
+          } else {
+            stream_->copy_h2d(small, 0, out->data(), n);
+            stream_->copy_d2h(back->data(), small, 0, n);
+            stream_->synchronize();
+          }
+        };
+        for (int i = 0; i < std::max(options_.warmup, 1); ++i) once();
+        std::vector<double> seconds;
+        for (int i = 0; i < samples; ++i) seconds.push_back(detail::time_on_host(once));
+        results.push_back({sync ? "sync" : "stream", n, summarize(std::move(seconds))});
+      }
     }
     return results;
   }

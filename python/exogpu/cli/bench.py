@@ -134,18 +134,22 @@ def _print_tables(console: Console, result: probe.MemoryProbe) -> None:
     console.print(table)
 
     if result.latency:
-        lat = Table(title="small-copy round trip (write, read back, wait)")
+        lat = Table(
+            title="small-copy round trip (write, read back, wait; median)",
+            caption="sync: synchronous copies (exogpu.write/read); "
+            "stream: two enqueued copies and a synchronize",
+        )
         lat.add_column("size", justify="right")
-        lat.add_column("median", justify="right")
-        lat.add_column("min", justify="right")
-        lat.add_column("max", justify="right")
-        for x in result.latency:
-            lat.add_row(
-                format_bytes(x.bytes),
-                format_seconds(x.seconds.median),
-                format_seconds(x.seconds.min),
-                format_seconds(x.seconds.max),
-            )
+        paths = list(dict.fromkeys(x.path for x in result.latency))
+        for path in paths:
+            lat.add_column(path, justify="right")
+        by_path = {(x.path, x.bytes): x for x in result.latency}
+        for size in sorted({x.bytes for x in result.latency}):
+            cells = [format_bytes(size)]
+            for path in paths:
+                x = by_path.get((path, size))
+                cells.append(format_seconds(x.seconds.median) if x else "")
+            lat.add_row(*cells)
         console.print(lat)
     if result.allocation:
         alloc = Table(title="allocate + free")
