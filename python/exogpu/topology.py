@@ -119,8 +119,9 @@ class Topology:
             return min(self.links, key=lambda link: (link.bandwidth, -link.latency))
         return max(self.links, key=lambda link: link.transfer_time(nbytes))
 
-    def transfer_time(self, a: str, b: str, nbytes: int,
-                      devices: Mapping[str, str] | None = None) -> float:
+    def transfer_time(
+        self, a: str, b: str, nbytes: int, devices: Mapping[str, str] | None = None
+    ) -> float:
         """Seconds to move ``nbytes`` from ``a`` to ``b``: latency +
         nbytes / bandwidth of the link between them. ``a`` and ``b`` are
         node names, or device ids when ``devices`` maps device id -> node.
@@ -134,8 +135,9 @@ class Topology:
             a, b = devices[a], devices[b]
         return self.link(a, b).transfer_time(nbytes)
 
-    def links_section(self, devices: Sequence[Mapping[str, Any]] | None = None
-                      ) -> list[dict[str, Any]]:
+    def links_section(
+        self, devices: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         """The ``links`` of a placement problem. Without ``devices``, one
         entry per measured node pair. With the problem's ``devices`` (each
         with ``id`` and ``node``), one entry per pair of devices on two nodes
@@ -150,8 +152,14 @@ class Topology:
                 continue
             for link in self.links:
                 if link.joins(na, nb):
-                    out.append({"a": da["id"], "b": db["id"], "bandwidth": link.bandwidth,
-                                "latency": link.latency})
+                    out.append(
+                        {
+                            "a": da["id"],
+                            "b": db["id"],
+                            "bandwidth": link.bandwidth,
+                            "latency": link.latency,
+                        }
+                    )
                     break
         return out
 
@@ -214,8 +222,15 @@ def measure(
         return token[node.name]
 
     def probe(target: Node) -> netprobe.NetResult:
-        return netprobe.measure(target.host, target.port, token_for(target), seconds=seconds,
-                                streams=streams, udp_rate=0, rtt_seconds=rtt_seconds)
+        return netprobe.measure(
+            target.host,
+            target.port,
+            token_for(target),
+            seconds=seconds,
+            streams=streams,
+            udp_rate=0,
+            rtt_seconds=rtt_seconds,
+        )
 
     links = [Link.from_result(local, n.name, probe(n)) for n in remote]
     unmeasured = []

@@ -54,8 +54,17 @@ class AgentClient:
     `host` is where to connect (default 127.0.0.1). Thread-safe (one request at a
     time per client; use one client per thread for concurrency)."""
 
-    def __init__(self, certs: str | os.PathLike[str], node: str, server_name: str, port: int,
-                 *, host: str = "127.0.0.1", pins: Iterable[str] = (), timeout: float = 30.0):
+    def __init__(
+        self,
+        certs: str | os.PathLike[str],
+        node: str,
+        server_name: str,
+        port: int,
+        *,
+        host: str = "127.0.0.1",
+        pins: Iterable[str] = (),
+        timeout: float = 30.0,
+    ):
         files = node_files(Path(certs), node)
         self._ctx = client_context(files.cert, files.key, files.ca)
         self.host, self.port, self.server_name = host, port, server_name
@@ -67,15 +76,21 @@ class AgentClient:
     def _connection(self) -> _PinnedConnection:
         if self._conn is None:
             # connect to `host`, but verify (and send SNI for) the agent's node name
-            conn = _PinnedConnection(self.server_name, self.port, context=self._ctx,
-                                     timeout=self.timeout)
+            conn = _PinnedConnection(
+                self.server_name, self.port, context=self._ctx, timeout=self.timeout
+            )
             conn.pins = self.pins
             conn._create_connection = _to_host(self.host)  # type: ignore[attr-defined]
             self._conn = conn
         return self._conn
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes, str]:
         with self._lock:
             for attempt in (0, 1):
                 conn = self._connection()
@@ -87,8 +102,7 @@ class AgentClient:
                     if resp.will_close:
                         self.close_locked()
                     return resp.status, data, ctype
-                except (http.client.RemoteDisconnected, BrokenPipeError,
-                        ConnectionResetError):
+                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                     self.close_locked()  # the server closed a kept-alive connection
                     if attempt:
                         raise
@@ -109,8 +123,13 @@ class AgentClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _json(self, method: str, path: str, body: bytes | None = None,
-              headers: dict[str, str] | None = None) -> Any:
+    def _json(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         status, data, _ = self.request(method, path, body, headers)
         if status >= 400:
             raise AgentError(status, data.decode("utf-8", "replace"), path)
@@ -145,20 +164,23 @@ class AgentClient:
 
     def put_policy(self, toml_text: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json(
-            "PUT", "/v1/policy", toml_text.encode(), {"Content-Type": "application/toml"})
+            "PUT", "/v1/policy", toml_text.encode(), {"Content-Type": "application/toml"}
+        )
         return result
 
     def start_network_probe(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", "/v1/probe/network", b"{}",
-                                            {"Content-Type": "application/json"})
+        result: dict[str, Any] = self._json(
+            "POST", "/v1/probe/network", b"{}", {"Content-Type": "application/json"}
+        )
         return result
 
 
 def _to_host(host: str) -> Any:
     import socket
 
-    def create(address: tuple[str, int], timeout: float | None = None,
-               source_address: Any = None) -> socket.socket:
+    def create(
+        address: tuple[str, int], timeout: float | None = None, source_address: Any = None
+    ) -> socket.socket:
         return socket.create_connection((host, address[1]), timeout, source_address)
 
     return create

@@ -31,7 +31,8 @@ class NetworkProbeServers:
         if len(self._servers) >= self.max_servers:
             raise TooManyProbeServers(
                 f"{len(self._servers)} network-probe servers already running "
-                f"(at most {self.max_servers}); try again once one finishes")
+                f"(at most {self.max_servers}); try again once one finishes"
+            )
         server = netprobe.Server(bind=bind, port=0, token=token, max_sessions=1)
         self._servers.add(server)
         task = asyncio.get_running_loop().create_task(self._expire(server))

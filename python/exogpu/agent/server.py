@@ -54,7 +54,6 @@ _log = logging.getLogger("exogpu.agent")
 NetworkProbeHook = Callable[[str, str], Awaitable[dict[str, Any]]]
 
 
-
 @dataclass
 class AgentConfig:
     certs: Path
@@ -88,10 +87,13 @@ class Agent:
         files = node_files(config.certs, config.node)
         for f in (files.cert, files.key, files.ca):
             if not f.exists():
-                raise FileNotFoundError(f"{f} not found (create it with `exogpu certs init "
-                                        f"{config.certs} --node {config.node}`)")
-        self.tls = ReloadingServerContext(files.cert, files.key, files.ca,
-                                          observer=self._on_handshake)
+                raise FileNotFoundError(
+                    f"{f} not found (create it with `exogpu certs init "
+                    f"{config.certs} --node {config.node}`)"
+                )
+        self.tls = ReloadingServerContext(
+            files.cert, files.key, files.ca, observer=self._on_handshake
+        )
         self.handshakes = Counter[str]()
         self._background: set[asyncio.Task[None]] = set()
         self.access = AccessControl(load_policy(config.policy))
@@ -106,13 +108,15 @@ class Agent:
         self._last_expiry_check = 0.0
 
     # -- audit helpers -------------------------------------------------------------------
-    async def _audit(self, event: EventType, severity: Severity = Severity.INFO,
-                     **kwargs: Any) -> None:
+    async def _audit(
+        self, event: EventType, severity: Severity = Severity.INFO, **kwargs: Any
+    ) -> None:
         if self.audit.durability == "buffered":
             self.audit.log(event, severity, **kwargs)
         else:  # flush/fsync wait for the writer: not on the event loop
             await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self.audit.log, event, severity, **kwargs))
+                None, functools.partial(self.audit.log, event, severity, **kwargs)
+            )
 
     def _on_handshake(self, sslobj: ssl.SSLObject, error: ssl.SSLError | None) -> None:
         """Runs on the event loop inside the handshake: count it, audit it later."""
@@ -121,9 +125,14 @@ class Agent:
             return  # the request that follows is audited with the principal
         self.handshakes["refused"] += 1
         reason = getattr(error, "verify_message", None) or error.reason or str(error)
-        task = asyncio.get_running_loop().create_task(self._audit(
-            EventType.AUTH_FAILURE, Severity.WARNING, outcome="denied",
-            details={"reason": str(reason), "error": str(error)}))
+        task = asyncio.get_running_loop().create_task(
+            self._audit(
+                EventType.AUTH_FAILURE,
+                Severity.WARNING,
+                outcome="denied",
+                details={"reason": str(reason), "error": str(error)},
+            )
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -139,9 +148,9 @@ class Agent:
         return app
 
     @web.middleware
-    async def _middleware(self, request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                          ) -> web.StreamResponse:
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         start = time.perf_counter()
         principal = _principal_of(request)
         status = 500
@@ -161,34 +170,51 @@ class Agent:
             await self._audit(
                 EventType.API_REQUEST,
                 Severity.INFO if status < 400 else Severity.WARNING,
-                principal=principal, outcome="success" if status < 400 else "denied"
-                if status in (401, 403) else "failure",
-                details={"method": request.method, "path": request.path, "status": status,
-                         "remote": request.remote,
-                         "ms": round((time.perf_counter() - start) * 1e3, 3)})
+                principal=principal,
+                outcome="success"
+                if status < 400
+                else "denied"
+                if status in (401, 403)
+                else "failure",
+                details={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "remote": request.remote,
+                    "ms": round((time.perf_counter() - start) * 1e3, 3),
+                },
+            )
 
-    async def _require(self, request: web.Request, permission: Permission,
-                       device: str | None = None) -> str:
+    async def _require(
+        self, request: web.Request, permission: Permission, device: str | None = None
+    ) -> str:
         principal = _principal_of(request) or ""
         if self.access.allowed(principal, permission, device):
             return principal
         self.denied += 1
         reason = self.access.explain(principal, permission, device)
-        await self._audit(EventType.ACCESS_DENIED, Severity.WARNING, principal=principal,
-                          device=device, outcome="denied",
-                          details={"permission": permission.value, "reason": reason,
-                                   "path": request.path})
+        await self._audit(
+            EventType.ACCESS_DENIED,
+            Severity.WARNING,
+            principal=principal,
+            device=device,
+            outcome="denied",
+            details={"permission": permission.value, "reason": reason, "path": request.path},
+        )
         raise web.HTTPForbidden(
             text=json.dumps({"error": f"{principal!r} may not {permission.value}: {reason}"}),
-            content_type="application/json")
+            content_type="application/json",
+        )
 
     # -- handlers ------------------------------------------------------------------------
     def _visible(self, principal: str, permission: Permission) -> list[Any]:
         import exogpu
 
-        return [d for d in exogpu.devices()
-                if self.access.allowed(principal, permission, d.id,
-                                       tuple(d.info.aliases))]
+        return [
+            d
+            for d in exogpu.devices()
+            if self.access.allowed(principal, permission, d.id, tuple(d.info.aliases))
+        ]
 
     async def _devices(self, request: web.Request) -> web.Response:
         principal = await self._require(request, Permission.DEVICE_LIST)
@@ -204,8 +230,11 @@ class Agent:
     async def _metrics(self, request: web.Request) -> web.Response:
         principal = await self._require(request, Permission.MONITOR_MEMORY)
         total = Metric("exogpu_device_memory_total_bytes", "gauge", "Device memory in total.")
-        free = Metric("exogpu_device_memory_free_bytes", "gauge",
-                      "Device memory free, as reported by `source`.")
+        free = Metric(
+            "exogpu_device_memory_free_bytes",
+            "gauge",
+            "Device memory free, as reported by `source`.",
+        )
         for d in self._visible(principal, Permission.MONITOR_MEMORY):
             mem = d.memory_info()
             labels = {"device": d.id, "backend": d.info.backend, "name": d.info.name}
@@ -214,39 +243,58 @@ class Agent:
         reqs = Metric("exogpu_agent_requests_total", "counter", "HTTP requests served.")
         for (method, path, status), n in sorted(self.requests.items()):
             reqs.add(n, method=method, path=path, status=str(status))
-        denied = Metric("exogpu_agent_denied_total", "counter",
-                        "Requests refused by the policy.").add(self.denied)
-        shakes = Metric("exogpu_agent_tls_handshakes_total", "counter",
-                        "TLS handshakes, completed or refused.")
+        denied = Metric(
+            "exogpu_agent_denied_total", "counter", "Requests refused by the policy."
+        ).add(self.denied)
+        shakes = Metric(
+            "exogpu_agent_tls_handshakes_total", "counter", "TLS handshakes, completed or refused."
+        )
         for outcome in ("ok", "refused"):
             shakes.add(self.handshakes[outcome], outcome=outcome)
-        written = Metric("exogpu_audit_events_written_total", "counter",
-                         "Audit records written.").add(self.audit.written)
-        dropped = Metric("exogpu_audit_events_dropped_total", "counter",
-                         "Audit events dropped because the queue was full.").add(
-                             self.audit.dropped)
-        return web.Response(text=render([total, free, reqs, denied, shakes, written, dropped]),
-                            content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})
+        written = Metric(
+            "exogpu_audit_events_written_total", "counter", "Audit records written."
+        ).add(self.audit.written)
+        dropped = Metric(
+            "exogpu_audit_events_dropped_total",
+            "counter",
+            "Audit events dropped because the queue was full.",
+        ).add(self.audit.dropped)
+        return web.Response(
+            text=render([total, free, reqs, denied, shakes, written, dropped]),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
 
     async def _probe_network(self, request: web.Request) -> web.Response:
         principal = await self._require(request, Permission.COMPUTE_EXECUTE)
         if self.network_probe is None:
             return web.json_response(
-                {"error": "network probe not available: this build has no network probe "
-                          "server (`exogpu probe serve`)"}, status=501)
+                {
+                    "error": "network probe not available: this build has no network probe "
+                    "server (`exogpu probe serve`)"
+                },
+                status=501,
+            )
         import exogpu
 
         token = secrets.token_urlsafe(32)
         try:
             info = await self.network_probe(token, self.config.bind)
         except (RuntimeError, OSError, exogpu.Error) as exc:  # too many, or cannot start
-            await self._audit(EventType.COMPUTE_EXECUTE, Severity.ERROR, principal=principal,
-                              outcome="failure", details={"action": "network_probe_server",
-                                                          "error": str(exc)})
+            await self._audit(
+                EventType.COMPUTE_EXECUTE,
+                Severity.ERROR,
+                principal=principal,
+                outcome="failure",
+                details={"action": "network_probe_server", "error": str(exc)},
+            )
             return web.json_response({"error": str(exc)}, status=503)
-        await self._audit(EventType.COMPUTE_EXECUTE, principal=principal,
-                          details={"action": "network_probe_server", **info})
+        await self._audit(
+            EventType.COMPUTE_EXECUTE,
+            principal=principal,
+            details={"action": "network_probe_server", **info},
+        )
         return web.json_response({"token": token, **info})
 
     async def _audit_query(self, request: web.Request) -> web.Response:
@@ -259,13 +307,24 @@ class Agent:
                 raise ValueError("limit must be between 1 and 1000")
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self.audit.flush)
-            page = await loop.run_in_executor(None, functools.partial(
-                query, [self.config.audit_log], since=q.get("since"), until=q.get("until"),
-                principal=q.get("principal"), event_types=q.getall("type", None),
-                min_severity=q.get("min_severity"), after_seq=after, limit=limit))
+            page = await loop.run_in_executor(
+                None,
+                functools.partial(
+                    query,
+                    [self.config.audit_log],
+                    since=q.get("since"),
+                    until=q.get("until"),
+                    principal=q.get("principal"),
+                    event_types=q.getall("type", None),
+                    min_severity=q.get("min_severity"),
+                    after_seq=after,
+                    limit=limit,
+                ),
+            )
         except ValueError as exc:
-            raise web.HTTPBadRequest(text=json.dumps({"error": str(exc)}),
-                                     content_type="application/json") from None
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": str(exc)}), content_type="application/json"
+            ) from None
         return web.json_response(page.to_dict())
 
     async def _put_policy(self, request: web.Request) -> web.Response:
@@ -275,23 +334,40 @@ class Agent:
             try:
                 policy = parse_policy(text)
             except PolicyError as exc:
-                await self._audit(EventType.POLICY_REJECTED, Severity.WARNING,
-                                  principal=principal, outcome="failure",
-                                  details={"error": str(exc), "line": exc.line})
+                await self._audit(
+                    EventType.POLICY_REJECTED,
+                    Severity.WARNING,
+                    principal=principal,
+                    outcome="failure",
+                    details={"error": str(exc), "line": exc.line},
+                )
                 return web.json_response({"error": str(exc), "line": exc.line}, status=400)
             problems = self.access.escalation_problems(principal, policy)
             if problems:
-                await self._audit(EventType.POLICY_REJECTED, Severity.WARNING,
-                                  principal=principal, outcome="denied",
-                                  details={"escalation": problems})
+                await self._audit(
+                    EventType.POLICY_REJECTED,
+                    Severity.WARNING,
+                    principal=principal,
+                    outcome="denied",
+                    details={"escalation": problems},
+                )
                 return web.json_response(
-                    {"error": "escalation refused: you may not grant or change what you do "
-                              "not hold", "problems": problems}, status=403)
+                    {
+                        "error": "escalation refused: you may not grant or change what you do "
+                        "not hold",
+                        "problems": problems,
+                    },
+                    status=403,
+                )
             save_policy(policy, self.config.policy)
             self.access.replace_policy(policy)
             self._policy_stamp = self.config.policy.stat().st_mtime_ns
-            await self._audit(EventType.POLICY_CHANGED, Severity.WARNING, principal=principal,
-                              details={"principals": sorted(policy.principals)})
+            await self._audit(
+                EventType.POLICY_CHANGED,
+                Severity.WARNING,
+                principal=principal,
+                details={"principals": sorted(policy.principals)},
+            )
         return web.json_response({"ok": True, "principals": sorted(policy.principals)})
 
     # -- reloads -------------------------------------------------------------------------
@@ -300,15 +376,24 @@ class Agent:
         try:
             if self.tls.reload_if_changed():
                 cert = self.tls.certificate
-                await self._audit(EventType.CERT_ROTATED, Severity.INFO, details={
-                    "serial": format(cert.serial_number, "x"),
-                    "not_after": cert.not_valid_after_utc.isoformat()})
+                await self._audit(
+                    EventType.CERT_ROTATED,
+                    Severity.INFO,
+                    details={
+                        "serial": format(cert.serial_number, "x"),
+                        "not_after": cert.not_valid_after_utc.isoformat(),
+                    },
+                )
                 _log.warning("certificate reloaded from %s", self.tls.files.cert)
                 await self._check_expiry()
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             _log.error("certificate reload failed, keeping the old one: %s", exc)
-            await self._audit(EventType.CERT_ROTATED, Severity.ERROR, outcome="failure",
-                              details={"error": str(exc)})
+            await self._audit(
+                EventType.CERT_ROTATED,
+                Severity.ERROR,
+                outcome="failure",
+                details={"error": str(exc)},
+            )
         try:
             stamp = self.config.policy.stat().st_mtime_ns
         except OSError:
@@ -321,25 +406,36 @@ class Agent:
                 policy = load_policy(self.config.policy)
             except PolicyError as exc:
                 _log.error("policy file rejected, the running policy stays: %s", exc)
-                await self._audit(EventType.POLICY_REJECTED, Severity.ERROR, outcome="failure",
-                                  details={"error": str(exc), "line": exc.line})
+                await self._audit(
+                    EventType.POLICY_REJECTED,
+                    Severity.ERROR,
+                    outcome="failure",
+                    details={"error": str(exc), "line": exc.line},
+                )
                 return
             self.access.replace_policy(policy)
-            await self._audit(EventType.POLICY_CHANGED, Severity.WARNING,
-                              details={"source": str(self.config.policy),
-                                       "principals": sorted(policy.principals)})
+            await self._audit(
+                EventType.POLICY_CHANGED,
+                Severity.WARNING,
+                details={
+                    "source": str(self.config.policy),
+                    "principals": sorted(policy.principals),
+                },
+            )
 
     async def _check_expiry(self) -> None:
         from cryptography import x509
 
         self._last_expiry_check = time.monotonic()
         ca = x509.load_pem_x509_certificate(self.tls.files.ca.read_bytes())
-        for message in expiry_warnings([(str(self.tls.files.cert), self.tls.certificate),
-                                        (str(self.tls.files.ca), ca)],
-                                       warn_days=self.config.expiry_warn_days):
+        for message in expiry_warnings(
+            [(str(self.tls.files.cert), self.tls.certificate), (str(self.tls.files.ca), ca)],
+            warn_days=self.config.expiry_warn_days,
+        ):
             _log.warning(message)
-            await self._audit(EventType.CERT_EXPIRING, Severity.WARNING,
-                              details={"message": message})
+            await self._audit(
+                EventType.CERT_EXPIRING, Severity.WARNING, details={"message": message}
+            )
 
     async def _watch(self) -> None:
         while True:
@@ -350,15 +446,29 @@ class Agent:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> int:
-        await self._audit(EventType.SYSTEM_START, details={
-            "node": self.config.node, "bind": self.config.bind,
-            "principals": sorted(self.access.policy.principals)})
+        await self._audit(
+            EventType.SYSTEM_START,
+            details={
+                "node": self.config.node,
+                "bind": self.config.bind,
+                "principals": sorted(self.access.policy.principals),
+            },
+        )
         await self._check_expiry()
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None,
-                                     shutdown_timeout=self.config.shutdown_timeout)
+        self._runner = web.AppRunner(
+            self.app(),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=self.config.shutdown_timeout,
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.bind, self.config.port,
-                           ssl_context=self.tls.context, backlog=1024)
+        site = web.TCPSite(
+            self._runner,
+            self.config.bind,
+            self.config.port,
+            ssl_context=self.tls.context,
+            backlog=1024,
+        )
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.base_events.Server)
@@ -383,8 +493,12 @@ class Agent:
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
 
 
-async def run_agent(config: AgentConfig, *, network_probe: NetworkProbeHook | None = None,
-                    ready: Callable[[int], None] | None = None) -> None:
+async def run_agent(
+    config: AgentConfig,
+    *,
+    network_probe: NetworkProbeHook | None = None,
+    ready: Callable[[int], None] | None = None,
+) -> None:
     """Serve until SIGTERM/SIGINT; SIGHUP re-reads certificates and policy."""
     agent = Agent(config, network_probe=network_probe)
     port = await agent.start()
@@ -407,8 +521,9 @@ class AgentThread:
     def __init__(self, config: AgentConfig, *, network_probe: NetworkProbeHook | None = None):
         self.loop = asyncio.new_event_loop()
         self.agent = Agent(config, network_probe=network_probe)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="exogpu-agent",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="exogpu-agent", daemon=True
+        )
 
     def start(self) -> int:
         self._thread.start()
@@ -417,6 +532,7 @@ class AgentThread:
     def call(self, coro: Awaitable[Any]) -> Any:
         async def wrap() -> Any:
             return await coro
+
         return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(30)
 
     def stop(self) -> None:

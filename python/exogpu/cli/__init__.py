@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "exogpu.cli.place",
     "exogpu.cli.probe",
     "exogpu.cli.security",
+    "exogpu.cli.bench",
+    "exogpu.cli.profile",
 )
 
 

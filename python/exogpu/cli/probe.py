@@ -44,12 +44,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "else a random one is made and printed.",
     )
     serve.add_argument("--bind", default="", help="address to listen on (default: all, IPv6+IPv4)")
-    serve.add_argument("--port", type=int, default=netprobe.DEFAULT_PORT,
-                       help=f"TCP and UDP port (default {netprobe.DEFAULT_PORT}; 0: any)")
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=netprobe.DEFAULT_PORT,
+        help=f"TCP and UDP port (default {netprobe.DEFAULT_PORT}; 0: any)",
+    )
     serve.add_argument("--token", default=None, help="shared secret clients must present")
     serve.add_argument("--max-sessions", type=int, default=4, help="concurrent clients (default 4)")
-    serve.add_argument("--max-seconds", type=float, default=60.0,
-                       help="longest test a client may ask for (default 60)")
+    serve.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        help="longest test a client may ask for (default 60)",
+    )
     serve.set_defaults(func=run_serve)
 
     net = probes.add_parser(
@@ -59,13 +67,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "throughput over parallel streams, TCP round-trip time, UDP jitter and loss.",
     )
     net.add_argument("target", metavar="HOST:PORT", help="server address; IPv6 as [addr]:port")
-    net.add_argument("--token", default=None,
-                     help=f"the server's token (default ${netprobe.TOKEN_ENV})")
+    net.add_argument(
+        "--token", default=None, help=f"the server's token (default ${netprobe.TOKEN_ENV})"
+    )
     net.add_argument("--seconds", type=float, default=3.0, help="length of each test (default 3)")
-    net.add_argument("--streams", type=int, default=1,
-                     help="parallel TCP streams; 0 skips (default 1)")
-    net.add_argument("--udp-rate", type=parse_rate, default=10e6, metavar="R",
-                     help="UDP rate in bit/s, k/M/G suffixes allowed; 0 skips (default 10M)")
+    net.add_argument(
+        "--streams", type=int, default=1, help="parallel TCP streams; 0 skips (default 1)"
+    )
+    net.add_argument(
+        "--udp-rate",
+        type=parse_rate,
+        default=10e6,
+        metavar="R",
+        help="UDP rate in bit/s, k/M/G suffixes allowed; 0 skips (default 10M)",
+    )
     net.add_argument("--udp-size", type=int, default=1200, help="UDP payload bytes (default 1200)")
     net.add_argument("--json", action="store_true", help="print the result as JSON")
     net.set_defaults(func=run_net)
@@ -111,8 +126,10 @@ def _format_rate(bps: float) -> str:
 def run_net(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(netprobe.TOKEN_ENV)
     if not token:
-        print(f"exogpu probe net: no token: pass --token or set ${netprobe.TOKEN_ENV}",
-              file=sys.stderr)
+        print(
+            f"exogpu probe net: no token: pass --token or set ${netprobe.TOKEN_ENV}",
+            file=sys.stderr,
+        )
         return 2
     try:
         host, port = netprobe.parse_endpoint(args.target)
@@ -137,14 +154,20 @@ def run_net(args: argparse.Namespace) -> int:
     print(f"server      {result.address} port {result.port}")
     if result.bandwidth_bps is not None:
         retrans = f", {result.retransmits} retransmits" if result.retransmits is not None else ""
-        print(f"throughput  {_format_rate(result.bandwidth_bps)} over {result.streams} "
-              f"stream(s), {result.seconds:g} s{retrans}")
+        print(
+            f"throughput  {_format_rate(result.bandwidth_bps)} over {result.streams} "
+            f"stream(s), {result.seconds:g} s{retrans}"
+        )
     if result.rtt is not None:
-        print(f"rtt         median {result.rtt.median:.1f} us, p99 {result.rtt.p99:.1f} us, "
-              f"min {result.rtt.min:.1f} us ({result.rtt.samples} samples)")
+        print(
+            f"rtt         median {result.rtt.median:.1f} us, p99 {result.rtt.p99:.1f} us, "
+            f"min {result.rtt.min:.1f} us ({result.rtt.samples} samples)"
+        )
     if result.udp is not None:
         u = result.udp
-        print(f"udp         {_format_rate(u.rate_bps)}: jitter {u.jitter_us:.1f} us, loss "
-              f"{100 * u.loss:.3f} % ({u.lost} of {u.sent}), {u.reordered} reordered, "
-              f"{u.duplicates} duplicated")
+        print(
+            f"udp         {_format_rate(u.rate_bps)}: jitter {u.jitter_us:.1f} us, loss "
+            f"{100 * u.loss:.3f} % ({u.lost} of {u.sent}), {u.reordered} reordered, "
+            f"{u.duplicates} duplicated"
+        )
     return 0

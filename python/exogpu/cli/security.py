@@ -25,20 +25,36 @@ def _audit_verify(args: argparse.Namespace) -> int:
         return 2
     report = verify_files(list(files), allow_torn_tail=args.allow_torn_tail)
     if args.json:
-        print(json.dumps({
-            "ok": report.ok, "files": report.files, "records": report.records,
-            "first_seq": report.first_seq, "last_seq": report.last_seq,
-            "last_hash": report.last_hash, "warnings": report.warnings,
-            "first_bad": None if report.first_bad is None else {
-                "file": report.first_bad.file, "line": report.first_bad.line,
-                "seq": report.first_bad.seq, "problem": report.first_bad.problem},
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "files": report.files,
+                    "records": report.records,
+                    "first_seq": report.first_seq,
+                    "last_seq": report.last_seq,
+                    "last_hash": report.last_hash,
+                    "warnings": report.warnings,
+                    "first_bad": None
+                    if report.first_bad is None
+                    else {
+                        "file": report.first_bad.file,
+                        "line": report.first_bad.line,
+                        "seq": report.first_bad.seq,
+                        "problem": report.first_bad.problem,
+                    },
+                },
+                indent=2,
+            )
+        )
     else:
         for w in report.warnings:
             print(f"warning: {w}", file=sys.stderr)
         if report.ok:
-            print(f"OK: {report.records} records, seq {report.first_seq}..{report.last_seq} "
-                  f"in {len(report.files)} file(s); last hash {report.last_hash}")
+            print(
+                f"OK: {report.records} records, seq {report.first_seq}..{report.last_seq} "
+                f"in {len(report.files)} file(s); last hash {report.last_hash}"
+            )
         else:
             print(f"FAILED: first bad record at {report.first_bad}")
     return 0 if report.ok else 1
@@ -48,9 +64,16 @@ def _audit_query(args: argparse.Namespace) -> int:
     from exogpu.security.audit_query import query
 
     try:
-        page = query(args.files, since=args.since, until=args.until, principal=args.principal,
-                     event_types=args.type, min_severity=args.min_severity,
-                     after_seq=args.after, limit=args.limit)
+        page = query(
+            args.files,
+            since=args.since,
+            until=args.until,
+            principal=args.principal,
+            event_types=args.type,
+            min_severity=args.min_severity,
+            after_seq=args.after,
+            limit=args.limit,
+        )
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -59,9 +82,11 @@ def _audit_query(args: argparse.Namespace) -> int:
         return 0
     for rec in page.records:
         details = json.dumps(rec.get("details", {}), separators=(",", ":"))
-        print(f"{rec.get('seq'):>8} {rec.get('ts')} {rec.get('severity'):<8} "
-              f"{rec.get('type'):<26} {rec.get('principal') or '-':<12} "
-              f"{rec.get('device') or '-':<8} {rec.get('outcome'):<8} {details}")
+        print(
+            f"{rec.get('seq'):>8} {rec.get('ts')} {rec.get('severity'):<8} "
+            f"{rec.get('type'):<26} {rec.get('principal') or '-':<12} "
+            f"{rec.get('device') or '-':<8} {rec.get('outcome'):<8} {details}"
+        )
     if page.next_after is not None:
         print(f"more: --after {page.next_after}", file=sys.stderr)
     return 0
@@ -80,8 +105,10 @@ def _certs_init(args: argparse.Namespace) -> int:
     print(f"CA: {Path(args.dir) / 'ca.pem'}")
     for files in made:
         cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
-        print(f"{files.cert.stem}: {files.cert} {files.key} pin {spki_pin(cert)} "
-              f"expires {cert.not_valid_after_utc:%Y-%m-%d}")
+        print(
+            f"{files.cert.stem}: {files.cert} {files.key} pin {spki_pin(cert)} "
+            f"expires {cert.not_valid_after_utc:%Y-%m-%d}"
+        )
         for w in expiry_warnings([(str(files.cert), cert)]):
             print(f"warning: {w}", file=sys.stderr)
     return 0
@@ -117,12 +144,17 @@ def _agent(args: argparse.Namespace) -> int:
     from exogpu.agent.server import AgentConfig, run_agent
     from exogpu.security.rbac import PolicyError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
-                                                   "%(message)s")
-    config = AgentConfig(certs=Path(args.certs), node=args.node, policy=Path(args.policy),
-                         audit_log=Path(args.audit_log), bind=args.bind, port=args.port,
-                         audit_durability=args.audit_durability,
-                         reload_interval=args.reload_interval)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = AgentConfig(
+        certs=Path(args.certs),
+        node=args.node,
+        policy=Path(args.policy),
+        audit_log=Path(args.audit_log),
+        bind=args.bind,
+        port=args.port,
+        audit_durability=args.audit_durability,
+        reload_interval=args.reload_interval,
+    )
 
     def ready(port: int) -> None:
         print(f"exogpu agent {args.node} listening on https://{args.bind}:{port}", flush=True)
@@ -139,12 +171,17 @@ def register(subparsers: Any) -> None:
     audit = subparsers.add_parser("audit", help="verify or query an audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser(
-        "verify", help="check the hash chain; names the first bad record",
+        "verify",
+        help="check the hash chain; names the first bad record",
         description="Check the hash chain of FILE and its rotated predecessors "
-                    "(FILE.1, FILE.2, ...). Exit 0 when intact, 1 naming the first bad record.")
+        "(FILE.1, FILE.2, ...). Exit 0 when intact, 1 naming the first bad record.",
+    )
     verify.add_argument("files", nargs="+", metavar="FILE")
-    verify.add_argument("--allow-torn-tail", action="store_true",
-                        help="accept an incomplete last line (left by a crash mid-write)")
+    verify.add_argument(
+        "--allow-torn-tail",
+        action="store_true",
+        help="accept an incomplete last line (left by a crash mid-write)",
+    )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_audit_verify)
 
@@ -178,8 +215,14 @@ def register(subparsers: Any) -> None:
     agent.add_argument("--port", type=int, default=8443)
     agent.add_argument("--policy", required=True, metavar="FILE")
     agent.add_argument("--audit-log", required=True, metavar="FILE")
-    agent.add_argument("--audit-durability", choices=["buffered", "flush", "fsync"],
-                       default="flush")
-    agent.add_argument("--reload-interval", type=float, default=5.0, metavar="SECONDS",
-                       help="how often certificates and the policy file are checked")
+    agent.add_argument(
+        "--audit-durability", choices=["buffered", "flush", "fsync"], default="flush"
+    )
+    agent.add_argument(
+        "--reload-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often certificates and the policy file are checked",
+    )
     agent.set_defaults(func=_agent)

@@ -157,7 +157,7 @@ def log_files(path: str | os.PathLike[str]) -> list[Path]:
     path = Path(path)
     rotated: list[tuple[int, Path]] = []
     for p in path.parent.glob(path.name + ".*"):
-        suffix = p.name[len(path.name) + 1:]
+        suffix = p.name[len(path.name) + 1 :]
         if suffix.isdigit():
             rotated.append((int(suffix), p))
     files = [p for _, p in sorted(rotated, reverse=True)]
@@ -167,8 +167,9 @@ def log_files(path: str | os.PathLike[str]) -> list[Path]:
 
 
 # One encoder, built once: json.dumps with options builds a new encoder per call.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-                           allow_nan=False).encode
+_encode = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+).encode
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring
 _SEVERITY_LABELS: dict[object, str] = {s: s.label for s in Severity}
 _SEVERITY_LABELS.update({int(s): s.label for s in Severity})
@@ -211,8 +212,10 @@ class AuditLog:
         if on_full not in ("block", "drop"):
             raise ValueError(f"on_full must be block or drop, not {on_full!r}")
         if max_bytes < 1024 or retention < 0 or max_pending < 1 or flush_interval <= 0:
-            raise ValueError("max_bytes >= 1024, retention >= 0, max_pending >= 1 and "
-                             "flush_interval > 0 are required")
+            raise ValueError(
+                "max_bytes >= 1024, retention >= 0, max_pending >= 1 and "
+                "flush_interval > 0 are required"
+            )
         self.path = Path(path)
         self.durability = durability
         self.max_bytes = max_bytes
@@ -222,8 +225,8 @@ class AuditLog:
         self.on_full = on_full
 
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)      # writer: work to do
-        self._done = threading.Condition(self._lock)      # callers: progress made
+        self._wake = threading.Condition(self._lock)  # writer: work to do
+        self._done = threading.Condition(self._lock)  # callers: progress made
         self._not_full = threading.Condition(self._lock)  # blocked callers: room
         self._pending: deque[_Pending] = deque()
         self._dropped_unlogged = 0
@@ -234,21 +237,24 @@ class AuditLog:
         self._closing = False
         self._closed = False
         self._failed: BaseException | None = None
-        self._written_seq = -1   # written to the OS (flushed)
-        self._durable_seq = -1   # fsynced
+        self._written_seq = -1  # written to the OS (flushed)
+        self._durable_seq = -1  # fsynced
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         recovered = self._recover()
         self._file = self._open()
         self._size = self._file.tell()
         self._upto = self._written_seq = self._durable_seq = self._next_seq - 1
-        self._thread = threading.Thread(target=self._run, name="exogpu-audit-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="exogpu-audit-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
         if recovered:
-            self.log(EventType.AUDIT_RECOVERED, Severity.WARNING, outcome="recovered",
-                     details={"file": str(self.path), "torn_bytes_removed": recovered})
+            self.log(
+                EventType.AUDIT_RECOVERED,
+                Severity.WARNING,
+                outcome="recovered",
+                details={"file": str(self.path), "torn_bytes_removed": recovered},
+            )
 
     def _open(self) -> BinaryIO:
         """Append, created readable by the owner only: records name who did what."""
@@ -299,8 +305,9 @@ class AuditLog:
     ) -> int | None:
         """Queue one event; returns its sequence number, or None when dropped (full
         queue, `on_full="drop"`). In flush/fsync mode returns once it is written/on disk."""
-        etype = event_type.value if isinstance(event_type, EventType) else \
-            EventType(event_type).value
+        etype = (
+            event_type.value if isinstance(event_type, EventType) else EventType(event_type).value
+        )
         sev = _SEVERITY_LABELS.get(severity) if not isinstance(severity, str) else None
         if sev is None:
             sev = Severity.parse(severity).label
@@ -338,8 +345,9 @@ class AuditLog:
         """Wait (lock held) until `seq` is written (or durable)."""
         while (self._durable_seq if durable else self._written_seq) < seq:
             if self._failed is not None:
-                raise AuditWriterFailed(f"audit writer failed before seq {seq} was written: "
-                                        f"{self._failed}")
+                raise AuditWriterFailed(
+                    f"audit writer failed before seq {seq} was written: {self._failed}"
+                )
             self._done.wait()
 
     def flush(self) -> None:
@@ -408,8 +416,12 @@ class AuditLog:
         synced_upto = self._upto
         while True:
             with self._lock:
-                if not self._pending and not self._closing and not self._flush_requested \
-                        and not self._dropped_unlogged:
+                if (
+                    not self._pending
+                    and not self._closing
+                    and not self._flush_requested
+                    and not self._dropped_unlogged
+                ):
                     self._wake.wait(self.flush_interval)
                 batch = list(self._pending)
                 self._pending.clear()
@@ -424,8 +436,7 @@ class AuditLog:
                 self._write(batch)
             now = time.monotonic()
             periodic = now - last_flush >= self.flush_interval
-            if (closing or flush_requested or (batch and self.durability != "buffered")
-                    or periodic):
+            if closing or flush_requested or (batch and self.durability != "buffered") or periodic:
                 self._file.flush()
                 last_flush = now
                 upto = self._upto
@@ -449,10 +460,19 @@ class AuditLog:
         count, self._dropped_unlogged = self._dropped_unlogged, 0
         seq = self._next_seq
         self._next_seq += 1
-        details = _dumps({"dropped": count, "dropped_total": self.dropped,
-                          "max_pending": self.max_pending})
-        return (seq, time.time(), EventType.AUDIT_DROPPED.value, Severity.ERROR.label,
-                "null", "null", '"dropped"', details)
+        details = _dumps(
+            {"dropped": count, "dropped_total": self.dropped, "max_pending": self.max_pending}
+        )
+        return (
+            seq,
+            time.time(),
+            EventType.AUDIT_DROPPED.value,
+            Severity.ERROR.label,
+            "null",
+            "null",
+            '"dropped"',
+            details,
+        )
 
     def _write(self, batch: list[_Pending]) -> None:
         chunks: list[bytes] = []
@@ -460,9 +480,11 @@ class AuditLog:
         prev = self._prev
         sha = hashlib.sha256
         for seq, t, etype, sev, principal, device, outcome, details in batch:
-            body = (f'{{"seq":{seq},"ts":"{format_ts(t)}","type":"{etype}","severity":"{sev}",'
-                    f'"principal":{principal},"device":{device},"outcome":{outcome},'
-                    f'"details":{details},"prev":"{prev}"').encode()
+            body = (
+                f'{{"seq":{seq},"ts":"{format_ts(t)}","type":"{etype}","severity":"{sev}",'
+                f'"principal":{principal},"device":{device},"outcome":{outcome},'
+                f'"details":{details},"prev":"{prev}"'
+            ).encode()
             digest = sha(body + b"}").hexdigest()
             line = body + HASH_MARK + digest.encode() + b'"}\n'
             if size and size + len(line) > self.max_bytes:

@@ -70,8 +70,9 @@ def _check_hash(raw: bytes, digest: object) -> bool:
     return hashlib.sha256(raw[:cut] + b"}").hexdigest() == digest
 
 
-def verify_files(paths: list[str | os.PathLike[str]], *,
-                 allow_torn_tail: bool = False) -> VerifyReport:
+def verify_files(
+    paths: list[str | os.PathLike[str]], *, allow_torn_tail: bool = False
+) -> VerifyReport:
     files = sorted((Path(p) for p in paths), key=_first_seq)
     report = VerifyReport(files=[str(p) for p in files])
     expected_seq: int | None = None
@@ -101,22 +102,28 @@ def verify_files(paths: list[str | os.PathLike[str]], *,
                 return bad(path, ln, seq, "hash mismatch: the record's contents were edited")
             if expected_seq is None:
                 if seq == 0 and rec.get("prev") != GENESIS:
-                    return bad(path, ln, seq, "first record does not start the chain (prev is "
-                                              "not the genesis hash)")
+                    return bad(
+                        path,
+                        ln,
+                        seq,
+                        "first record does not start the chain (prev is not the genesis hash)",
+                    )
                 if seq != 0:
                     report.warnings.append(
                         f"chain starts at seq {seq} in {path}: earlier records are not in the "
-                        "given files (rotated away?)")
+                        "given files (rotated away?)"
+                    )
                 report.first_seq = seq
             else:
                 if seq != expected_seq:
-                    what = ("deleted before it" if seq > expected_seq
-                            else "out of order or repeated")
-                    return bad(path, ln, seq,
-                               f"expected seq {expected_seq}, found {seq}: record(s) {what}")
+                    what = "deleted before it" if seq > expected_seq else "out of order or repeated"
+                    return bad(
+                        path, ln, seq, f"expected seq {expected_seq}, found {seq}: record(s) {what}"
+                    )
                 if rec.get("prev") != prev_hash:
-                    return bad(path, ln, seq,
-                               "chain broken: prev is not the hash of the record before")
+                    return bad(
+                        path, ln, seq, "chain broken: prev is not the hash of the record before"
+                    )
             expected_seq = seq + 1
             prev_hash = rec["hash"]
             report.records += 1
@@ -126,11 +133,16 @@ def verify_files(paths: list[str | os.PathLike[str]], *,
             if last_file and allow_torn_tail:
                 report.warnings.append(
                     f"{path}:{where}: torn last line ({len(torn)} bytes, no line end) ignored: "
-                    "an interrupted write")
+                    "an interrupted write"
+                )
             else:
-                return bad(path, where, None,
-                           "truncated record (no line end)" + ("" if last_file else
-                                                             " in the middle of the chain"))
+                return bad(
+                    path,
+                    where,
+                    None,
+                    "truncated record (no line end)"
+                    + ("" if last_file else " in the middle of the chain"),
+                )
     if report.records == 0:
         report.warnings.append("no records")
     return report

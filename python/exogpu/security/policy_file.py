@@ -51,10 +51,18 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["dump_policy", "load_policy", "parse_policy", "save_policy"]
 
 _TOP_KEYS = {"version", "principals"}
-_PRINCIPAL_KEYS = {"name", "roles", "devices", "permissions", "deny", "memory_quota_bytes",
-                   "expires", "grants"}
+_PRINCIPAL_KEYS = {
+    "name",
+    "roles",
+    "devices",
+    "permissions",
+    "deny",
+    "memory_quota_bytes",
+    "expires",
+    "grants",
+}
 _GRANT_KEYS = {"roles", "permissions", "devices"}
-_Err = Callable[..., PolicyError]   # (message, key=None) -> error at that key's line
+_Err = Callable[..., PolicyError]  # (message, key=None) -> error at that key's line
 _Fail = Callable[..., PolicyError]  # (message, entry index, key, grant index) -> error
 _SYNTAX_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 
@@ -79,8 +87,9 @@ class _Locator:
         stop = heads[index + 1] if index + 1 < len(heads) else len(self.lines)
         return start, stop
 
-    def line(self, index: int | None, key: str | None = None,
-             grant: int | None = None) -> int | None:
+    def line(
+        self, index: int | None, key: str | None = None, grant: int | None = None
+    ) -> int | None:
         if index is None:
             return self._key_line(key, 0, len(self.lines)) if key else None
         block = self._block(index)
@@ -114,8 +123,9 @@ def parse_policy(text: str, source: str | None = None) -> Policy:
         raise PolicyError(f"TOML syntax: {exc}", int(m.group(1)) if m else None, source) from exc
     loc = _Locator(text)
 
-    def fail(message: str, index: int | None = None, key: str | None = None,
-             grant: int | None = None) -> PolicyError:
+    def fail(
+        message: str, index: int | None = None, key: str | None = None, grant: int | None = None
+    ) -> PolicyError:
         return PolicyError(message, loc.line(index, key, grant), source)
 
     unknown = set(data) - _TOP_KEYS
@@ -133,8 +143,11 @@ def parse_policy(text: str, source: str | None = None) -> Policy:
     for i, table in enumerate(raw):
         entry = _principal(table, i, fail)
         if entry.name in seen:
-            raise fail(f"principal {entry.name!r} appears twice "
-                       f"(first in entry {seen[entry.name] + 1})", i, "name")
+            raise fail(
+                f"principal {entry.name!r} appears twice (first in entry {seen[entry.name] + 1})",
+                i,
+                "name",
+            )
         seen[entry.name] = i
         entries.append(entry)
     return Policy.of(entries)
@@ -155,8 +168,9 @@ def _grant(table: dict[str, Any], who: str, err: _Err) -> Grant | None:
         try:
             roles.append(Role(r))
         except ValueError:
-            raise err(f"{who}: unknown role {r!r} (known: {', '.join(x.value for x in Role)})",
-                      "roles") from None
+            raise err(
+                f"{who}: unknown role {r!r} (known: {', '.join(x.value for x in Role)})", "roles"
+            ) from None
     perms: list[Permission] = []
     for p in perms_raw:
         try:
@@ -168,8 +182,11 @@ def _grant(table: dict[str, Any], who: str, err: _Err) -> Grant | None:
             raise err(f"{who}: 'devices' given without 'roles' or 'permissions'", "devices")
         return None
     if not devices:
-        raise err(f"{who}: 'devices' is required with roles or permissions "
-                  "(use [\"*\"] for every device)", "roles" if roles else "permissions")
+        raise err(
+            f"{who}: 'devices' is required with roles or permissions "
+            '(use ["*"] for every device)',
+            "roles" if roles else "permissions",
+        )
     for d in devices:
         try:
             validate_pattern(d)
@@ -214,8 +231,10 @@ def _principal(table: dict[str, Any], i: int, fail: _Fail) -> PrincipalPolicy:
     if not isinstance(extra, list) or not all(isinstance(g, dict) for g in extra):
         raise err(f"{who}: 'grants' must be an array of tables", "grants")
     for j, gtable in enumerate(extra):
+
         def gerr(message: str, key: str | None = None, j: int = j) -> PolicyError:
             return fail(message, i, key, j)
+
         bad = set(gtable) - _GRANT_KEYS
         if bad:
             raise gerr(f"{who} grant {j + 1}: unknown key {sorted(bad)[0]!r}", sorted(bad)[0])
@@ -224,20 +243,27 @@ def _principal(table: dict[str, Any], i: int, fail: _Fail) -> PrincipalPolicy:
             raise gerr(f"{who} grant {j + 1}: grants nothing (no roles or permissions)")
         grants.append(g)
 
-    deny = tuple(_denial(d, who, err)
-                 for d in _strings(table.get("deny", []), f"{who}: 'deny'", err))
+    deny = tuple(
+        _denial(d, who, err) for d in _strings(table.get("deny", []), f"{who}: 'deny'", err)
+    )
     quota = table.get("memory_quota_bytes")
     if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 0):
-        raise err(f"{who}: memory_quota_bytes must be a non-negative integer, got {quota!r}",
-                  "memory_quota_bytes")
+        raise err(
+            f"{who}: memory_quota_bytes must be a non-negative integer, got {quota!r}",
+            "memory_quota_bytes",
+        )
     expires = table.get("expires")
     if expires is not None:
         if not isinstance(expires, datetime):
-            raise err(f"{who}: expires must be a TOML date-time with an offset, "
-                      f"e.g. 2027-01-01T00:00:00Z, got {expires!r}", "expires")
+            raise err(
+                f"{who}: expires must be a TOML date-time with an offset, "
+                f"e.g. 2027-01-01T00:00:00Z, got {expires!r}",
+                "expires",
+            )
         if expires.tzinfo is None:
-            raise err(f"{who}: expires needs a time zone offset (e.g. ...Z), got {expires}",
-                      "expires")
+            raise err(
+                f"{who}: expires needs a time zone offset (e.g. ...Z), got {expires}", "expires"
+            )
     return PrincipalPolicy(name, tuple(grants), deny, quota, expires)
 
 
@@ -268,9 +294,15 @@ def _to_table(entry: PrincipalPolicy) -> dict[str, Any]:
         table["expires"] = entry.expires
     if grants:
         table["grants"] = [
-            {k: v for k, v in (("roles", [r.value for r in g.roles]),
-                               ("permissions", [p.value for p in g.permissions]),
-                               ("devices", list(g.devices))) if v}
+            {
+                k: v
+                for k, v in (
+                    ("roles", [r.value for r in g.roles]),
+                    ("permissions", [p.value for p in g.permissions]),
+                    ("devices", list(g.devices)),
+                )
+                if v
+            }
             for g in grants
         ]
     return table

@@ -106,8 +106,9 @@ class PolicyError(ValueError):
 
 
 class PermissionDenied(PermissionError):
-    def __init__(self, principal: str, permission: Permission | str, device: str | None,
-                 reason: str):
+    def __init__(
+        self, principal: str, permission: Permission | str, device: str | None, reason: str
+    ):
         on = f" on {device}" if device is not None else ""
         super().__init__(f"{principal!r} may not {permission}{on}: {reason}")
         self.principal = principal
@@ -260,8 +261,7 @@ class PrincipalPolicy:
         for grant in self.grants:
             perms |= grant.permission_set()
         return frozenset(
-            p for p in perms
-            if not any(d.permission == p and d.devices is None for d in self.deny)
+            p for p in perms if not any(d.permission == p and d.devices is None for d in self.deny)
         )
 
     def holds_everywhere(self, permission: Permission, pattern: str) -> bool:
@@ -303,7 +303,8 @@ def escalation_problems(actor: PrincipalPolicy, entry: PrincipalPolicy, now: flo
         for perm in sorted(grant.permission_set(), key=lambda p: p.value):
             for pattern in grant.devices:
                 if entry.denied(perm, ()) or any(
-                    d.permission == perm and d.devices is not None
+                    d.permission == perm
+                    and d.devices is not None
                     and any(pattern_covers(q, pattern) for q in d.devices)
                     for d in entry.deny
                 ):
@@ -319,7 +320,8 @@ def escalation_problems(actor: PrincipalPolicy, entry: PrincipalPolicy, now: flo
         )
     if actor.expires is not None and (entry.expires is None or entry.expires > actor.expires):
         problems.append(
-            f"expiry {entry.expires or 'never'} later than the granter's {actor.expires}")
+            f"expiry {entry.expires or 'never'} later than the granter's {actor.expires}"
+        )
     return problems
 
 
@@ -382,8 +384,13 @@ class AccessControl:
         return self._state.policy
 
     # -- checks --------------------------------------------------------------------------
-    def allowed(self, principal: str, permission: Permission | str,
-                device: str | None = None, aliases: tuple[str, ...] = ()) -> bool:
+    def allowed(
+        self,
+        principal: str,
+        permission: Permission | str,
+        device: str | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> bool:
         """May `principal` do `permission` on `device` (None: a node-wide operation)?"""
         state = self._state
         entry = state.cache.get((principal, device))
@@ -391,14 +398,25 @@ class AccessControl:
             entry = self._resolve(state, principal, device, aliases)
         return permission in entry[0] and time.time() < entry[1]
 
-    def check(self, principal: str, permission: Permission | str,
-              device: str | None = None, aliases: tuple[str, ...] = ()) -> None:
+    def check(
+        self,
+        principal: str,
+        permission: Permission | str,
+        device: str | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> None:
         if not self.allowed(principal, permission, device, aliases):
-            raise PermissionDenied(principal, permission, device,
-                                   self.explain(principal, permission, device, aliases))
+            raise PermissionDenied(
+                principal, permission, device, self.explain(principal, permission, device, aliases)
+            )
 
-    def explain(self, principal: str, permission: Permission | str,
-                device: str | None = None, aliases: tuple[str, ...] = ()) -> str:
+    def explain(
+        self,
+        principal: str,
+        permission: Permission | str,
+        device: str | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> str:
         entry = self._state.policy.principals.get(principal)
         if entry is None:
             return "unknown principal (deny by default)"
@@ -419,23 +437,28 @@ class AccessControl:
             return "allowed"
         return "not granted on this device"
 
-    def permissions(self, principal: str, device: str | None = None,
-                    aliases: tuple[str, ...] = ()) -> frozenset[str]:
+    def permissions(
+        self, principal: str, device: str | None = None, aliases: tuple[str, ...] = ()
+    ) -> frozenset[str]:
         state = self._state
         entry = state.cache.get((principal, device)) or self._resolve(
-            state, principal, device, aliases)
+            state, principal, device, aliases
+        )
         return entry[0] if time.time() < entry[1] else _EMPTY
 
-    def _resolve(self, state: _State, principal: str, device: str | None,
-                 aliases: tuple[str, ...]) -> tuple[frozenset[str], float]:
+    def _resolve(
+        self, state: _State, principal: str, device: str | None, aliases: tuple[str, ...]
+    ) -> tuple[frozenset[str], float]:
         policy_entry = state.policy.principals.get(principal)
         if policy_entry is None:
             return (_EMPTY, 0.0)  # not cached: unknown names must not grow the cache
         if device is None:
             return state.node[principal]
         names = (device, *aliases)
-        entry = (frozenset(p.value for p in policy_entry.permissions_on(names)),
-                 policy_entry.expires_ts)
+        entry = (
+            frozenset(p.value for p in policy_entry.permissions_on(names)),
+            policy_entry.expires_ts,
+        )
         if len(state.cache) >= _CACHE_LIMIT:
             state.cache.clear()
         state.cache[(principal, device)] = entry
@@ -465,8 +488,12 @@ class AccessControl:
         if actor is not None:
             problems = self.escalation_problems(actor, policy)
             if problems:
-                raise PermissionDenied(actor, Permission.ADMIN_POLICY, None,
-                                       "escalation refused: " + "; ".join(problems))
+                raise PermissionDenied(
+                    actor,
+                    Permission.ADMIN_POLICY,
+                    None,
+                    "escalation refused: " + "; ".join(problems),
+                )
         self._state = _State(policy)
         self._sync_ledgers()
 
@@ -483,9 +510,12 @@ class AccessControl:
             if old == new:
                 continue
             if old is not None:  # you may not touch a principal stronger than you
-                problems += [f"{name}: changing/removing {p}"
-                             for p in escalation_problems(actor_entry, old, now)]
+                problems += [
+                    f"{name}: changing/removing {p}"
+                    for p in escalation_problems(actor_entry, old, now)
+                ]
             if new is not None:
-                problems += [f"{name}: granting {p}"
-                             for p in escalation_problems(actor_entry, new, now)]
+                problems += [
+                    f"{name}: granting {p}" for p in escalation_problems(actor_entry, new, now)
+                ]
         return problems

@@ -45,8 +45,9 @@ class _Dev:
     aliases: tuple[str, ...]
 
 
-def _release_collected(ledger: QuotaLedger, nbytes: int, device_id: str,
-                       collected: queue.SimpleQueue[tuple[str, int]]) -> None:
+def _release_collected(
+    ledger: QuotaLedger, nbytes: int, device_id: str, collected: queue.SimpleQueue[tuple[str, int]]
+) -> None:
     ledger.release(nbytes)
     collected.put((device_id, nbytes))
 
@@ -57,8 +58,13 @@ class GuardedBuffer:
 
     __slots__ = ("__weakref__", "_buf", "_finalizer", "_session", "device_id", "nbytes")
 
-    def __init__(self, session: Session, buf: exogpu.Buffer, device_id: str,
-                 finalizer: weakref.finalize[Any, Any]):
+    def __init__(
+        self,
+        session: Session,
+        buf: exogpu.Buffer,
+        device_id: str,
+        finalizer: weakref.finalize[Any, Any],
+    ):
         self._session = session
         self._buf = buf
         self._finalizer = finalizer
@@ -113,8 +119,14 @@ class Session:
             self._devices[key] = found
         return found
 
-    def _record(self, event: EventType, device: str | None, outcome: str = "success",
-                severity: Severity = Severity.INFO, **details: Any) -> None:
+    def _record(
+        self,
+        event: EventType,
+        device: str | None,
+        outcome: str = "success",
+        severity: Severity = Severity.INFO,
+        **details: Any,
+    ) -> None:
         if self.audit is None:
             return
         while True:
@@ -122,10 +134,20 @@ class Session:
                 dev_id, nbytes = self._collected.get_nowait()
             except queue.Empty:
                 break
-            self.audit.log(EventType.MEMORY_FREE, principal=self.principal, device=dev_id,
-                           details={"nbytes": nbytes, "reason": "garbage-collected"})
-        self.audit.log(event, severity, principal=self.principal, device=device,
-                       outcome=outcome, details=details)
+            self.audit.log(
+                EventType.MEMORY_FREE,
+                principal=self.principal,
+                device=dev_id,
+                details={"nbytes": nbytes, "reason": "garbage-collected"},
+            )
+        self.audit.log(
+            event,
+            severity,
+            principal=self.principal,
+            device=device,
+            outcome=outcome,
+            details=details,
+        )
 
     def _require(self, permission: Permission, dev: _Dev | None) -> None:
         device = dev.id if dev is not None else None
@@ -133,25 +155,37 @@ class Session:
         if self.access.allowed(self.principal, permission, device, aliases):
             return
         reason = self.access.explain(self.principal, permission, device, aliases)
-        self._record(EventType.ACCESS_DENIED, device, "denied", Severity.WARNING,
-                     permission=permission.value, reason=reason)
+        self._record(
+            EventType.ACCESS_DENIED,
+            device,
+            "denied",
+            Severity.WARNING,
+            permission=permission.value,
+            reason=reason,
+        )
         raise PermissionDenied(self.principal, permission, device, reason)
 
-    def _run(self, event: EventType, dev: _Dev | None, op: Callable[[], T],
-             **details: Any) -> T:
+    def _run(self, event: EventType, dev: _Dev | None, op: Callable[[], T], **details: Any) -> T:
         """Run an allowed operation and audit its outcome (a failure too)."""
         device = dev.id if dev is not None else None
         try:
             result = op()
         except Exception as exc:
-            self._record(event, device, "failure", Severity.ERROR,
-                         error=f"{type(exc).__name__}: {exc}", **details)
+            self._record(
+                event,
+                device,
+                "failure",
+                Severity.ERROR,
+                error=f"{type(exc).__name__}: {exc}",
+                **details,
+            )
             raise
         self._record(event, device, **details)
         return result
 
-    def authorize(self, permission: Permission | str, device: str | None = None,
-                  **details: Any) -> None:
+    def authorize(
+        self, permission: Permission | str, device: str | None = None, **details: Any
+    ) -> None:
         """Check and audit an operation done elsewhere (a probe, a monitor reading)."""
         perm = Permission(permission)
         dev = self._dev(device) if device is not None else None
@@ -197,23 +231,33 @@ class Session:
     def allocate(self, device: str | exogpu.Device, nbytes: int) -> GuardedBuffer:
         if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
             raise self._exogpu.InvalidArgument(
-                f"allocate: nbytes must be a non-negative integer, got {nbytes!r}")
+                f"allocate: nbytes must be a non-negative integer, got {nbytes!r}"
+            )
         dev = self._dev(device)
         self._require(Permission.MEMORY_ALLOCATE, dev)
         try:
             self.ledger.reserve(nbytes)
         except QuotaExceeded as exc:
-            self._record(EventType.QUOTA_EXCEEDED, dev.id, "denied", Severity.WARNING,
-                         requested=nbytes, used=exc.used, limit=exc.limit)
+            self._record(
+                EventType.QUOTA_EXCEEDED,
+                dev.id,
+                "denied",
+                Severity.WARNING,
+                requested=nbytes,
+                used=exc.used,
+                limit=exc.limit,
+            )
             raise
         try:
-            buf = self._run(EventType.MEMORY_ALLOCATE, dev,
-                            lambda: dev.device.allocate(nbytes), nbytes=nbytes)
+            buf = self._run(
+                EventType.MEMORY_ALLOCATE, dev, lambda: dev.device.allocate(nbytes), nbytes=nbytes
+            )
         except BaseException:
             self.ledger.release(nbytes)
             raise
-        fin = weakref.finalize(buf, _release_collected, self.ledger, nbytes, dev.id,
-                               self._collected)
+        fin = weakref.finalize(
+            buf, _release_collected, self.ledger, nbytes, dev.id, self._collected
+        )
         return GuardedBuffer(self, buf, dev.id, fin)
 
     def free(self, buffer: GuardedBuffer) -> None:
@@ -230,17 +274,26 @@ class Session:
 
         self._run(EventType.MEMORY_FREE, dev, op, nbytes=buffer.nbytes)
 
-    def copy(self, dst: Any, src: Any, nbytes: int | None = None, *,
-             dst_offset: int = 0, src_offset: int = 0,
-             stream: exogpu.Stream | None = None) -> None:
+    def copy(
+        self,
+        dst: Any,
+        src: Any,
+        nbytes: int | None = None,
+        *,
+        dst_offset: int = 0,
+        src_offset: int = 0,
+        stream: exogpu.Stream | None = None,
+    ) -> None:
         """Copy between guarded buffers and host objects. The permission needed is
         that of the direction: copy_h2d / copy_d2h on the device, copy_d2d within a
         device, copy_p2p (on both devices) between two devices."""
         core = self._exogpu
         for side in (dst, src):
             if isinstance(side, core.Buffer):
-                raise TypeError("Session.copy takes buffers allocated through a Session "
-                                "(GuardedBuffer), not raw exogpu.Buffer objects")
+                raise TypeError(
+                    "Session.copy takes buffers allocated through a Session "
+                    "(GuardedBuffer), not raw exogpu.Buffer objects"
+                )
         g_dst = dst if isinstance(dst, GuardedBuffer) else None
         g_src = src if isinstance(src, GuardedBuffer) else None
         if g_dst is None and g_src is None:
@@ -264,11 +317,18 @@ class Session:
             self._require(perm, dev)
         raw_dst = g_dst._buf if g_dst is not None else dst
         raw_src = g_src._buf if g_src is not None else src
-        details: dict[str, Any] = {"nbytes": nbytes, "dst_offset": dst_offset,
-                                   "src_offset": src_offset}
+        details: dict[str, Any] = {
+            "nbytes": nbytes,
+            "dst_offset": dst_offset,
+            "src_offset": src_offset,
+        }
         if event is EventType.MEMORY_COPY_P2P:
             details["peer"] = checks[0][1].id
-        self._run(event, checks[-1][1],
-                  lambda: core.copy(raw_dst, raw_src, nbytes, stream,
-                                    dst_offset=dst_offset, src_offset=src_offset),
-                  **details)
+        self._run(
+            event,
+            checks[-1][1],
+            lambda: core.copy(
+                raw_dst, raw_src, nbytes, stream, dst_offset=dst_offset, src_offset=src_offset
+            ),
+            **details,
+        )

@@ -82,20 +82,31 @@ def _name(cn: str) -> x509.Name:
 
 def _check_node_name(name: str) -> None:
     labels = name.split(".")
-    if not name or len(name) > 253 or not all(
-        lab and len(lab) <= 63 and all(c.isalnum() or c == "-" for c in lab)
-        and lab[0] != "-" and lab[-1] != "-" and lab.isascii()
-        for lab in labels
+    if (
+        not name
+        or len(name) > 253
+        or not all(
+            lab
+            and len(lab) <= 63
+            and all(c.isalnum() or c == "-" for c in lab)
+            and lab[0] != "-"
+            and lab[-1] != "-"
+            and lab.isascii()
+            for lab in labels
+        )
     ):
-        raise ValueError(f"node name {name!r} is not a valid DNS name (letters, digits, '-', "
-                         "dot-separated labels)")
+        raise ValueError(
+            f"node name {name!r} is not a valid DNS name (letters, digits, '-', "
+            "dot-separated labels)"
+        )
 
 
 def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     """PEM, unencrypted, created with mode 0600 (never readable by others, not even
     for an instant)."""
-    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    data = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -112,8 +123,9 @@ def write_pem(path: Path, cert: x509.Certificate) -> None:
     os.replace(tmp, path)
 
 
-def make_ca(common_name: str = "exogpu cluster CA", days: int = 3650,
-            not_before: dt.datetime | None = None) -> CertificateAuthority:
+def make_ca(
+    common_name: str = "exogpu cluster CA", days: int = 3650, not_before: dt.datetime | None = None
+) -> CertificateAuthority:
     key = ec.generate_private_key(ec.SECP256R1())
     start = not_before or dt.datetime.now(_UTC) - dt.timedelta(minutes=5)
     cert = (
@@ -125,12 +137,21 @@ def make_ca(common_name: str = "exogpu cluster CA", days: int = 3650,
         .not_valid_before(start)
         .not_valid_after(start + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return CertificateAuthority(cert, key)
@@ -164,15 +185,30 @@ def issue_node_certificate(
         .not_valid_before(start)
         .not_valid_after(start + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                              ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
         .sign(ca.key, hashes.SHA256())
     )
     return cert, key
@@ -187,8 +223,9 @@ def load_ca(directory: str | os.PathLike[str]) -> CertificateAuthority:
     return CertificateAuthority(cert, key)
 
 
-def init_certs(directory: str | os.PathLike[str], nodes: Iterable[str], *,
-               days: int = 365, ca_days: int = 3650) -> list[NodeFiles]:
+def init_certs(
+    directory: str | os.PathLike[str], nodes: Iterable[str], *, days: int = 365, ca_days: int = 3650
+) -> list[NodeFiles]:
     """Create (or reuse) the CA in `directory` and issue one certificate per node;
     an existing node certificate is replaced (that is how certificates are rotated)."""
     nodes = list(nodes)
@@ -225,8 +262,9 @@ def _tls13_only(ctx: ssl.SSLContext) -> ssl.SSLContext:
     return ctx
 
 
-def server_context(cert: str | os.PathLike[str], key: str | os.PathLike[str],
-                   ca: str | os.PathLike[str]) -> ssl.SSLContext:
+def server_context(
+    cert: str | os.PathLike[str], key: str | os.PathLike[str], ca: str | os.PathLike[str]
+) -> ssl.SSLContext:
     """TLS 1.3 only; a client certificate from `ca` is required."""
     ctx = _tls13_only(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     ctx.load_cert_chain(cert, key)
@@ -234,8 +272,9 @@ def server_context(cert: str | os.PathLike[str], key: str | os.PathLike[str],
     return ctx
 
 
-def client_context(cert: str | os.PathLike[str], key: str | os.PathLike[str],
-                   ca: str | os.PathLike[str]) -> ssl.SSLContext:
+def client_context(
+    cert: str | os.PathLike[str], key: str | os.PathLike[str], ca: str | os.PathLike[str]
+) -> ssl.SSLContext:
     """TLS 1.3 only; presents `cert`; the server must have a certificate from `ca`
     naming the host asked for."""
     ctx = _tls13_only(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
@@ -275,8 +314,13 @@ class ReloadingServerContext:
     keep what they negotiated. `observer`, if given, is told of every handshake
     (the SSL object and the error, None on success)."""
 
-    def __init__(self, cert: str | os.PathLike[str], key: str | os.PathLike[str],
-                 ca: str | os.PathLike[str], observer: HandshakeObserver | None = None):
+    def __init__(
+        self,
+        cert: str | os.PathLike[str],
+        key: str | os.PathLike[str],
+        ca: str | os.PathLike[str],
+        observer: HandshakeObserver | None = None,
+    ):
         self.files = NodeFiles(Path(cert), Path(key), Path(ca))
         self._current = server_context(cert, key, ca)
         self._stamp = self._file_stamp()
@@ -286,13 +330,13 @@ class ReloadingServerContext:
         if observer is not None:
             self.context.sslobject_class = _observed_sslobject(observer)
 
-    def _pick(self, sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
-              ctx: ssl.SSLContext) -> None:
+    def _pick(
+        self, sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext
+    ) -> None:
         sock.context = self._current
 
     def _file_stamp(self) -> tuple[int, ...]:
-        return tuple(p.stat().st_mtime_ns for p in (self.files.cert, self.files.key,
-                                                    self.files.ca))
+        return tuple(p.stat().st_mtime_ns for p in (self.files.cert, self.files.key, self.files.ca))
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -322,8 +366,9 @@ def spki_pin(cert: x509.Certificate | bytes) -> str:
     """`sha256//BASE64` of the certificate's SubjectPublicKeyInfo (DER or object)."""
     if isinstance(cert, bytes):
         cert = x509.load_der_x509_certificate(cert)
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return "sha256//" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
@@ -344,8 +389,12 @@ def common_name(cert: x509.Certificate) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def expiry_warnings(certs: Iterable[tuple[str, x509.Certificate]], *, warn_days: int = 30,
-                    now: dt.datetime | None = None) -> list[str]:
+def expiry_warnings(
+    certs: Iterable[tuple[str, x509.Certificate]],
+    *,
+    warn_days: int = 30,
+    now: dt.datetime | None = None,
+) -> list[str]:
     """Messages for certificates expired or expiring within `warn_days`."""
     now = now or dt.datetime.now(_UTC)
     out = []
@@ -355,6 +404,8 @@ def expiry_warnings(certs: Iterable[tuple[str, x509.Certificate]], *, warn_days:
         if left <= dt.timedelta(0):
             out.append(f"{label}: certificate EXPIRED on {end:%Y-%m-%d %H:%M} UTC")
         elif left <= dt.timedelta(days=warn_days):
-            out.append(f"{label}: certificate expires in {left.days} days "
-                       f"({end:%Y-%m-%d %H:%M} UTC); renew it with `exogpu certs init`")
+            out.append(
+                f"{label}: certificate expires in {left.days} days "
+                f"({end:%Y-%m-%d %H:%M} UTC); renew it with `exogpu certs init`"
+            )
     return out
