@@ -38,7 +38,8 @@ struct OpenedBackend {
 };
 
 OpenedBackend& opened(bool mapped) {
-  static std::map<bool, OpenedBackend> backends;
+  // Never destroyed, like the registry: at exit the driver is torn down first.
+  static auto& backends = *std::make_unique<std::map<bool, OpenedBackend>>().release();
   auto it = backends.find(mapped);
   if (it == backends.end()) {
     OpenedBackend b;

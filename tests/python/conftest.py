@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 import exogpu
@@ -13,3 +16,13 @@ def _device_ids() -> list[str]:
 @pytest.fixture(params=_device_ids())
 def device(request: pytest.FixtureRequest) -> exogpu.Device:
     return exogpu.device(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    # Profiles measured by tests (and CLI subprocesses) never touch the user's cache.
+    cache = tmp_path_factory.mktemp("exogpu-cache")
+    monkeypatch.setenv("EXOGPU_CACHE_DIR", str(cache))
+    yield cache

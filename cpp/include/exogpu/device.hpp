@@ -217,6 +217,10 @@ class Device : public std::enable_shared_from_this<Device> {
   explicit Device(DeviceInfo info);
   // Throws OutOfMemory when the backend cannot satisfy the request; n > 0.
   [[nodiscard]] virtual std::unique_ptr<Allocation> do_allocate(std::size_t n) = 0;
+  // Finishes and destroys the default stream and the default pool. Every
+  // backend's destructor calls it first: both use the backend's resources,
+  // which are gone by the time this base class's destructor runs.
+  void release_default_objects() noexcept;
 
  private:
   friend class Pool;

@@ -109,6 +109,18 @@ Device::Device(DeviceInfo info) : info_(std::move(info)) {}
 
 Device::~Device() = default;
 
+void Device::release_default_objects() noexcept {
+  if (default_stream_) {
+    try {
+      default_stream_->synchronize();
+    } catch (...) {
+      // Nothing to report to at teardown; the stream is destroyed either way.
+    }
+  }
+  pool_.reset();  // returns cached blocks to the backend while it still exists
+  default_stream_.reset();
+}
+
 Buffer Device::allocate(std::size_t n) {
   if (n == 0) return Buffer(shared_from_this(), nullptr, 0);
   std::shared_ptr<Allocation> allocation = do_allocate(n);

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 
@@ -210,8 +211,13 @@ std::shared_ptr<Device> Registry::device(std::string_view id) const {
 }
 
 Registry& Registry::instance() {
-  static Registry registry(BackendSelection::from_environment());
-  return registry;
+  // Deliberately never destroyed: vendor drivers (lavapipe's LLVM, the HIP
+  // runtime) register their own exit-time teardown after this object is
+  // built, so at exit they are gone before it would be, and releasing devices
+  // then would call into freed drivers. The OS reclaims everything anyway.
+  static Registry* const registry =
+      std::make_unique<Registry>(BackendSelection::from_environment()).release();
+  return *registry;
 }
 
 }  // namespace exogpu

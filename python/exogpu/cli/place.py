@@ -37,6 +37,11 @@ def register(subparsers: Any) -> None:
     plan.add_argument("--headroom", type=float, default=0.1, help="memory fraction kept free")
     plan.add_argument("--time-budget", type=float, default=1.0, metavar="SECONDS")
     plan.add_argument("--json", action="store_true")
+    plan.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="use the table of known devices instead of the cached or measured profile",
+    )
     plan.set_defaults(func=run_plan)
 
 
@@ -59,13 +64,25 @@ def run_place(args: argparse.Namespace) -> int:
     return 0 if result.feasible else 1
 
 
+def _local_cluster(args: argparse.Namespace) -> Any:
+    """The devices here, with speeds from the cached profile (measured now,
+    quickly, when none is fresh) unless --no-measure asks for the table."""
+    from exogpu import cluster as clusters
+    from exogpu import profile
+
+    discovered = clusters.discover()
+    if args.no_measure:
+        return discovered
+    return discovered.with_profile(profile.ensure_profile(quick=True).measured())
+
+
 def run_plan(args: argparse.Namespace) -> int:
     from exogpu import cluster as clusters
     from exogpu import models
 
     try:
         model = models.get(args.model)
-        cluster = clusters.Cluster.from_file(args.cluster) if args.cluster else clusters.discover()
+        cluster = clusters.Cluster.from_file(args.cluster) if args.cluster else _local_cluster(args)
         problem = Problem.from_model(
             model,
             cluster,

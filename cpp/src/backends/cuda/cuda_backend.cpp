@@ -349,6 +349,7 @@ class CudaDevice final : public Device, public HostMemoryRegistrar {
  public:
   CudaDevice(DeviceInfo info, std::shared_ptr<Context> context)
       : Device(std::move(info)), context_(std::move(context)) {}
+  ~CudaDevice() override { release_default_objects(); }
 
   [[nodiscard]] MemoryInfo memory_info() const override {
     context_->make_current();

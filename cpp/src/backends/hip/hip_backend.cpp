@@ -282,6 +282,7 @@ class HipDevice final : public Device, public HostMemoryRegistrar {
  public:
   HipDevice(DeviceInfo info, std::shared_ptr<Selector> selector)
       : Device(std::move(info)), selector_(std::move(selector)) {}
+  ~HipDevice() override { release_default_objects(); }
 
   [[nodiscard]] MemoryInfo memory_info() const override {
     selector_->select();

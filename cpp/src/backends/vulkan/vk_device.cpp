@@ -35,7 +35,7 @@ VulkanDevice::VulkanDevice(DeviceInfo info, std::shared_ptr<DeviceContext> conte
   queries_ = std::make_shared<TimestampQueries>(context_);
 }
 
-VulkanDevice::~VulkanDevice() = default;
+VulkanDevice::~VulkanDevice() { release_default_objects(); }
 
 MemoryInfo VulkanDevice::memory_info() const {
   const std::uint32_t heap = context_->device_heap();
