@@ -38,6 +38,12 @@ DynamicLibrary::~DynamicLibrary() {
 #endif
 }
 
+void DynamicLibrary::keep_loaded_until_exit() const noexcept {
+#if !defined(_WIN32)
+  (void)dlopen(name_.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+#endif
+}
+
 void* DynamicLibrary::symbol(const char* name) const noexcept {
 #if defined(_WIN32)
   return reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(handle_), name));

@@ -20,6 +20,11 @@ class DynamicLibrary {
   DynamicLibrary& operator=(const DynamicLibrary&) = delete;
   ~DynamicLibrary();
 
+  // Keeps the library mapped until the process exits, whatever happens to
+  // this handle: vendor runtimes start threads and register exit handlers
+  // that outlive any handle, and unloading one while they run crashes.
+  void keep_loaded_until_exit() const noexcept;
+
   // nullptr when the library has no such symbol.
   [[nodiscard]] void* symbol(const char* name) const noexcept;
   [[nodiscard]] const std::string& name() const noexcept { return name_; }

@@ -6,26 +6,8 @@
 
 #include "exogpu/error.hpp"
 
-#if !defined(_WIN32)
-#include <dlfcn.h>
-#endif
 
 namespace exogpu::cuda {
-
-namespace {
-
-// Vendor runtimes start threads and register exit handlers that outlive any
-// handle to them; unloading one while those run crashes the process. The
-// library stays mapped until exit, however the backend's handle goes.
-void pin_in_memory(const std::string& name) {
-#if !defined(_WIN32)
-  (void)dlopen(name.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-#else
-  (void)name;
-#endif
-}
-
-}  // namespace
 
 std::vector<std::string> Driver::library_names() {
   if (const char* name = std::getenv("EXOGPU_CUDA_LIBRARY"); name != nullptr && *name != '\0') {
@@ -61,7 +43,7 @@ std::shared_ptr<Driver> Driver::load(const std::vector<std::string>& names, std:
     return nullptr;
   }
   auto driver = std::make_shared<Driver>(Key{}, std::move(library));
-  pin_in_memory(driver->library_name());
+  driver->library_->keep_loaded_until_exit();
   const DynamicLibrary& lib = *driver->library_;
   auto proc_address = reinterpret_cast<GetProcAddressFn>(lib.symbol("cuGetProcAddress"));
 

@@ -6,26 +6,8 @@
 
 #include "exogpu/error.hpp"
 
-#if !defined(_WIN32)
-#include <dlfcn.h>
-#endif
 
 namespace exogpu::hip {
-
-namespace {
-
-// Vendor runtimes start threads and register exit handlers that outlive any
-// handle to them; unloading one while those run crashes the process. The
-// library stays mapped until exit, however the backend's handle goes.
-void pin_in_memory(const std::string& name) {
-#if !defined(_WIN32)
-  (void)dlopen(name.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-#else
-  (void)name;
-#endif
-}
-
-}  // namespace
 
 std::vector<std::string> Runtime::library_names() {
   if (const char* name = std::getenv("EXOGPU_HIP_LIBRARY"); name != nullptr && *name != '\0') {
@@ -54,7 +36,7 @@ std::shared_ptr<Runtime> Runtime::load(const std::vector<std::string>& names,
     return nullptr;
   }
   auto runtime = std::make_shared<Runtime>(Key{}, std::move(library));
-  pin_in_memory(runtime->library_name());
+  runtime->library_->keep_loaded_until_exit();
   std::vector<std::string> missing;
   auto resolve = [&](const char* exported) -> void* {
     void* fn = runtime->library_->symbol(exported);
