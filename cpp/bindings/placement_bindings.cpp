@@ -107,7 +107,7 @@ void bind_placement(nb::module_& m) {
       },
       nb::arg("problem"), nb::arg("objective"), nb::arg("strategy"), nb::arg("time_budget"),
       nb::arg("previous"),
-      "Solves a placement problem (shared/specs/placement.md); the GIL is released meanwhile.");
+      "Solves a placement problem (docs/placement.md); the GIL is released meanwhile.");
   m.def(
       "placement_evaluate",
       [](const ep::Problem& problem, const std::string& objective, const std::vector<std::vector<int>>& stages) {

@@ -1,7 +1,7 @@
 """Device profiles: measured figures of each local device, cached on disk.
 
 A profile holds, for each physical device of this node, the ``devices`` entry
-of a placement problem (shared/specs/placement.md)::
+of a placement problem (docs/placement.md)::
 
     {"id": "<device id>", "node": "<node>", "memory_bytes": ...,
      "flops": ..., "memory_bandwidth": ...}

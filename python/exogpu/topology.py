@@ -41,7 +41,7 @@ class LinkSpec:
         return self.latency + nbytes / self.bandwidth
 
 
-# The placement contract's example figures (shared/specs/placement.md).
+# The placement contract's example figures (docs/placement.md).
 DEFAULT_LINK = LinkSpec(bandwidth=1.25e9, latency=5.0e-4)
 INTRA_NODE_LINK = LinkSpec(bandwidth=2.5e10, latency=1.0e-5)
 

@@ -1,5 +1,5 @@
 // The native placement search against a brute force written from the
-// contract (shared/specs/placement.md): every ordered subset of devices,
+// contract (docs/placement.md): every ordered subset of devices,
 // every split.
 #include <gtest/gtest.h>
 

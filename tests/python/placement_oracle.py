@@ -1,4 +1,4 @@
-"""An independent brute force of shared/specs/placement.md: every ordered subset
+"""An independent brute force of docs/placement.md: every ordered subset
 of devices, every split, priced straight from the contract's formulas."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-// The layer-placement search (shared/specs/placement.md).
+// The layer-placement search (docs/placement.md).
 //
 // A model is an ordered list of layers; a placement cuts it into contiguous
 // stages, each on a distinct device. solve() finds the placement that is best

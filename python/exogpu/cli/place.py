@@ -16,7 +16,7 @@ from exogpu.placement import BASELINES, OBJECTIVES, STRATEGIES, Placement, Probl
 
 def register(subparsers: Any) -> None:
     place = subparsers.add_parser(
-        "place", help="solve a placement problem file (shared/specs/placement.md)"
+        "place", help="solve a placement problem file (docs/placement.md)"
     )
     place.add_argument("--problem", required=True, help="problem JSON file")
     place.add_argument("--objective", choices=OBJECTIVES, default="throughput")

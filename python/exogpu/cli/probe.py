@@ -33,7 +33,7 @@ def parse_rate(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    probe = subparsers.add_parser("probe", help="measure the network (and, later, devices)")
+    probe = subparsers.add_parser("probe", help="measure network links (serve, net)")
     probes = probe.add_subparsers(dest="probe_command", required=True, metavar="PROBE")
 
     serve = probes.add_parser(

@@ -1,7 +1,7 @@
 """Layer placement: where each layer of a model should run.
 
 The cost model, objectives and file formats are those of
-shared/specs/placement.md. The search itself is native (exogpu._core) and
+docs/placement.md. The search itself is native (exogpu._core) and
 releases the GIL while it runs.
 
     >>> from exogpu.placement import solve

@@ -1,4 +1,4 @@
-"""The placement problem of shared/specs/placement.md, parsed and validated.
+"""The placement problem of docs/placement.md, parsed and validated.
 
 Every check names the field it rejects (``devices[2].flops must be positive and
 finite, got -1``) and raises :class:`exogpu.InvalidArgument`, a ``ValueError``.

@@ -1,4 +1,4 @@
-"""A placement as the contract's output (shared/specs/placement.md)."""
+"""A placement as the contract's output (docs/placement.md)."""
 
 from __future__ import annotations
 
