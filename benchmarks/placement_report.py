@@ -1,4 +1,4 @@
-"""Figures of the placement search (issue: native layer-placement search).
+"""Figures of the native layer-placement search.
 
     PYTHONPATH=python:benchmarks python benchmarks/placement_report.py [--no-milp]
 
