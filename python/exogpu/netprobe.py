@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -202,6 +203,38 @@ class NetResult:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> NetResult:
+        """The inverse of :meth:`to_dict` (e.g. a result measured by a node
+        agent). Raises ``ValueError`` naming the field that is missing."""
+        try:
+            rtt, udp, bulk = doc["rtt"], doc["udp"], doc["bulk"]
+            return cls(
+                host=str(doc["host"]),
+                address=str(doc["address"]),
+                port=int(doc["port"]),
+                streams=int(doc["streams"]),
+                seconds=float(doc["seconds"]),
+                bandwidth_bps=doc["bandwidth_bps"],
+                bulk_bytes=int(bulk["bytes"]),
+                bulk_elapsed_seconds=float(bulk["elapsed_seconds"]),
+                retransmits=doc.get("retransmits"),
+                rtt=RttStats(**rtt) if rtt is not None else None,
+                udp=UdpStats(**udp) if udp is not None else None,
+            )
+        except KeyError as exc:
+            raise ValueError(f"network-probe result without {exc.args[0]!r}") from None
+        except TypeError as exc:  # rtt/udp with missing or unknown fields
+            raise ValueError(f"malformed network-probe result: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> NetResult:
+        """The inverse of :meth:`to_json`."""
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ValueError("a network-probe result is a JSON object")
+        return cls.from_dict(doc)
 
 
 def measure(

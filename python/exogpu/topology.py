@@ -6,12 +6,14 @@ the network probe to every pair of nodes it can reach:
 
 - pairs that include this machine (``local``) are measured from here,
   directly, one node after another;
-- a pair of two other nodes ``(a, b)`` can only be measured *from a*. That is
-  the node agent's job: pass ``pair_measurer`` (called as
-  ``pair_measurer(a, b)``, returning the :class:`~exogpu.netprobe.NetResult`
-  of a probe run on ``a`` against ``b``) and those pairs are measured too.
-  Without it they are listed in :attr:`Topology.unmeasured` and fall back to
-  the default link, as the placement contract says.
+- a pair of two other nodes ``(a, b)`` can only be measured *from a*: pass
+  ``pair_measurer`` (called as ``pair_measurer(a, b)``, returning the
+  :class:`~exogpu.netprobe.NetResult` of a probe run on ``a`` against ``b``)
+  and those pairs are measured too. :func:`agent_pair_measurer` is one made
+  of the node agents: ``b``'s agent starts a one-time probe server, ``a``'s
+  agent runs the probe against it. Without a ``pair_measurer`` those pairs
+  are listed in :attr:`Topology.unmeasured` and fall back to the default
+  link, as the placement contract says.
 
 A link's ``latency`` is half the median TCP round trip, its ``bandwidth`` the
 TCP throughput over ``streams`` parallel streams divided by eight.
@@ -22,9 +24,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exogpu import netprobe
+
+if TYPE_CHECKING:
+    from exogpu.agent.client import AgentClient
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,43 @@ class Topology:
             "default_link": vars(self.default_link).copy(),
             "intra_node_link": vars(self.intra_node_link).copy(),
         }
+
+
+def agent_pair_measurer(
+    agents: Mapping[str, AgentClient],
+    probe_hosts: Mapping[str, str] | None = None,
+    *,
+    seconds: float = 2.0,
+    streams: int = 4,
+    rtt_seconds: float = 0.5,
+) -> PairMeasurer:
+    """A ``pair_measurer`` for :func:`measure` through the node agents.
+
+    ``agents`` maps node name to a client of that node's agent. For a pair
+    ``(a, b)``, ``b``'s agent starts a probe server with a one-time token
+    (``compute.execute`` on ``b``) and ``a``'s agent measures against it
+    (``compute.execute`` on ``a``). ``a`` connects to ``b``'s probe host:
+    ``probe_hosts[b]`` when given, else the host of ``b``'s address. Raises
+    ``KeyError`` for a node without an agent and
+    :class:`~exogpu.agent.client.AgentError` when an agent refuses or the
+    probe fails (status 502)."""
+    hosts = dict(probe_hosts or {})
+
+    def agent_of(node: Node) -> AgentClient:
+        if node.name not in agents:
+            raise KeyError(f"no agent client for node {node.name!r}")
+        return agents[node.name]
+
+    def measure_pair(a: Node, b: Node) -> netprobe.NetResult:
+        source, server = agent_of(a), agent_of(b)
+        started = server.start_network_probe()
+        host = hosts.get(b.name, b.host)
+        target = f"[{host}]:{started['port']}" if ":" in host else f"{host}:{started['port']}"
+        return source.measure_network(
+            target, started["token"], seconds=seconds, streams=streams, rtt_seconds=rtt_seconds
+        )
+
+    return measure_pair
 
 
 def _nodes(nodes: Sequence[str] | Mapping[str, str]) -> list[Node]:

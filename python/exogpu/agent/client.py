@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from exogpu import netprobe
 from exogpu.security.tls import check_pin, client_context, node_files
 
 __all__ = ["AgentClient", "AgentError"]
@@ -90,10 +91,14 @@ class AgentClient:
         path: str,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> tuple[int, bytes, str]:
+        """One request; `timeout` (seconds) overrides the client's for this one."""
         with self._lock:
             for attempt in (0, 1):
                 conn = self._connection()
+                self._set_timeout(conn, timeout or self.timeout)
                 try:
                     conn.request(method, path, body=body, headers=headers or {})
                     resp = conn.getresponse()
@@ -101,12 +106,23 @@ class AgentClient:
                     ctype = resp.getheader("Content-Type", "")
                     if resp.will_close:
                         self.close_locked()
+                    else:
+                        self._set_timeout(conn, self.timeout)
                     return resp.status, data, ctype
                 except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                     self.close_locked()  # the server closed a kept-alive connection
                     if attempt:
                         raise
+                except BaseException:
+                    self.close_locked()  # e.g. a timeout: the reply may still come
+                    raise
             raise AssertionError("unreachable")
+
+    @staticmethod
+    def _set_timeout(conn: _PinnedConnection, timeout: float) -> None:
+        conn.timeout = timeout  # for the next connect
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
 
     def close_locked(self) -> None:
         if self._conn is not None:
@@ -129,8 +145,10 @@ class AgentClient:
         path: str,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Any:
-        status, data, _ = self.request(method, path, body, headers)
+        status, data, _ = self.request(method, path, body, headers, timeout=timeout)
         if status >= 400:
             raise AgentError(status, data.decode("utf-8", "replace"), path)
         return json.loads(data)
@@ -173,6 +191,37 @@ class AgentClient:
             "POST", "/v1/probe/network", b"{}", {"Content-Type": "application/json"}
         )
         return result
+
+    def measure_network(
+        self,
+        target: str,
+        token: str,
+        *,
+        seconds: float = 2.0,
+        streams: int = 4,
+        rtt_seconds: float = 0.5,
+    ) -> netprobe.NetResult:
+        """Have the agent's node run the network probe against `target`
+        ("host:port" of a probe server, e.g. one started by another node's
+        `start_network_probe()`, with its `token`). Blocks for about
+        `rtt_seconds + 2 * seconds`; the agent answers 502 (an AgentError)
+        when the probe fails."""
+        body = {
+            "target": target,
+            "token": token,
+            "seconds": seconds,
+            "streams": streams,
+            "rtt_seconds": rtt_seconds,
+        }
+        doc = self._json(
+            "POST",
+            "/v1/probe/network/measure",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
+            # the probe's own time (plus its connect timeout) comes on top
+            timeout=self.timeout + rtt_seconds + 2 * seconds,
+        )
+        return netprobe.NetResult.from_dict(doc)
 
 
 def _to_host(host: str) -> Any:

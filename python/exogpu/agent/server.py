@@ -8,6 +8,11 @@ The client certificate's common name is the RBAC principal. Routes:
   POST /v1/probe/network  compute.execute (node); starts a network-probe server
                           with a one-time token, through `network_probe` (501 without;
                           the command uses exogpu.agent.network_probe)
+  POST /v1/probe/network/measure
+                          compute.execute (node); runs the network-probe client
+                          from this node against {"target": "host:port", "token"}
+                          (optional "seconds" <= 30, "streams" 1..16, "rtt_seconds"
+                          <= 10); answers the result's JSON, 502 when the probe fails
   GET  /v1/audit          admin.policy; query the audit log
   PUT  /v1/policy         admin.policy; replace the policy (TOML body), escalation-checked
 
@@ -80,6 +85,54 @@ def _principal_of(request: web.Request) -> str | None:
     return None
 
 
+_MEASURE_FIELDS = {"target", "token", "seconds", "streams", "rtt_seconds"}
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = body.get(name, default)
+    # bool is an int to Python, never a duration to a caller
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad_request(f"{name}: expected a number, got {value!r}")
+    if not low < value <= high:
+        raise _bad_request(f"{name}: must be more than {low} and at most {high}, got {value}")
+    return float(value)
+
+
+def _measure_args(body: Any) -> dict[str, Any]:
+    """The validated body of `POST /v1/probe/network/measure`; 400 naming the field."""
+    from exogpu import netprobe
+
+    if not isinstance(body, dict):
+        raise _bad_request("body: expected a JSON object with target and token")
+    unknown = sorted(set(body) - _MEASURE_FIELDS)
+    if unknown:
+        raise _bad_request(f"{unknown[0]}: unknown field (known: {sorted(_MEASURE_FIELDS)})")
+    target = body.get("target")
+    if not isinstance(target, str):
+        raise _bad_request(f'target: expected "host:port", got {target!r}')
+    try:
+        netprobe.parse_endpoint(target)
+    except ValueError as exc:
+        raise _bad_request(f"target: {exc}") from None
+    token = body.get("token")
+    if not isinstance(token, str) or not 1 <= len(token.encode()) <= 256:
+        raise _bad_request("token: expected a non-empty string of at most 256 bytes")
+    streams = body.get("streams", 4)
+    if isinstance(streams, bool) or not isinstance(streams, int) or not 1 <= streams <= 16:
+        raise _bad_request(f"streams: expected an integer from 1 to 16, got {streams!r}")
+    return {
+        "target": target.strip(),
+        "token": token,
+        "seconds": _number(body, "seconds", 2.0, 0.0, 30.0),
+        "streams": streams,
+        "rtt_seconds": _number(body, "rtt_seconds", 0.5, 0.0, 10.0),
+    }
+
+
 class Agent:
     def __init__(self, config: AgentConfig, *, network_probe: NetworkProbeHook | None = None):
         self.config = config
@@ -143,6 +196,7 @@ class Agent:
         app.router.add_get("/v1/backends", self._backends)
         app.router.add_get("/v1/metrics", self._metrics)
         app.router.add_post("/v1/probe/network", self._probe_network)
+        app.router.add_post("/v1/probe/network/measure", self._measure_network)
         app.router.add_get("/v1/audit", self._audit_query)
         app.router.add_put("/v1/policy", self._put_policy)
         return app
@@ -296,6 +350,58 @@ class Agent:
             details={"action": "network_probe_server", **info},
         )
         return web.json_response({"token": token, **info})
+
+    async def _measure_network(self, request: web.Request) -> web.Response:
+        principal = await self._require(request, Permission.COMPUTE_EXECUTE)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        args = _measure_args(body)
+        from exogpu import netprobe
+
+        target: str = args["target"]
+        details = {  # never the token
+            "action": "network_probe_client",
+            "target": target,
+            "seconds": args["seconds"],
+            "streams": args["streams"],
+        }
+        host, port = netprobe.parse_endpoint(target)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                None,
+                functools.partial(
+                    netprobe.measure,
+                    host,
+                    port,
+                    args["token"],
+                    seconds=args["seconds"],
+                    streams=args["streams"],
+                    udp_rate=0,
+                    rtt_seconds=args["rtt_seconds"],
+                ),
+            )
+        except (netprobe.ProbeError, ValueError, OSError) as exc:
+            message = f"network probe of {target} failed: {exc}"
+            await self._audit(
+                EventType.COMPUTE_EXECUTE,
+                Severity.ERROR,
+                principal=principal,
+                outcome="failure",
+                details={**details, "error": str(exc)},
+            )
+            return web.json_response({"error": message}, status=502)
+        await self._audit(
+            EventType.COMPUTE_EXECUTE,
+            principal=principal,
+            details={
+                **details,
+                "bandwidth_bps": result.bandwidth_bps,
+                "rtt_median_us": result.rtt.median if result.rtt else None,
+            },
+        )
+        return web.Response(text=result.to_json(indent=None), content_type="application/json")
 
     async def _audit_query(self, request: web.Request) -> web.Response:
         await self._require(request, Permission.ADMIN_POLICY)
