@@ -1,6 +1,7 @@
 // Backend selection and the merging of one physical device's several views.
 #include <gtest/gtest.h>
 
+#include "core/identity.hpp"
 #include "exogpu/error.hpp"
 #include "exogpu/registry.hpp"
 
@@ -82,6 +83,25 @@ TEST(GroupPhysicalDevices, EmulatedDeviceStandsAloneWithoutTheCpuBackend) {
   const auto groups = group_physical_devices({view("vulkan", 0, "cccc", "", true)});
   ASSERT_EQ(groups.size(), 1u);
   EXPECT_EQ(groups[0], (std::vector<std::size_t>{0}));
+}
+
+TEST(DeviceIdentity, PciBusIdIsNormalisedFromEveryDriverSpelling) {
+  EXPECT_EQ(normalise_pci_bus_id("0000:65:00.0"), "0000:65:00.0");
+  EXPECT_EQ(normalise_pci_bus_id("00000000:0A:1F.7"), "0000:0a:1f.7");  // NVML's 8-digit domain
+  EXPECT_EQ(normalise_pci_bus_id("0001:C1:00.1"), "0001:c1:00.1");
+  EXPECT_EQ(normalise_pci_bus_id("10000:01:00.0"), "10000:01:00.0");  // VMD domains exceed 16 bits
+  EXPECT_EQ(normalise_pci_bus_id("0000:65:00"), "");
+  EXPECT_EQ(normalise_pci_bus_id("0000:65:00.0 trailing"), "");
+  EXPECT_EQ(normalise_pci_bus_id("0000:165:00.0"), "");
+  EXPECT_EQ(normalise_pci_bus_id("garbage"), "");
+  EXPECT_EQ(normalise_pci_bus_id("c3:00.0"), "");  // no domain
+  EXPECT_EQ(format_pci_bus_id(0, 0x65, 0, 1), "0000:65:00.1");
+}
+
+TEST(DeviceIdentity, UuidIsLowerCaseEightFourFourFourTwelve) {
+  const std::uint8_t bytes[16] = {0xDE, 0xAD, 0xBE, 0xEF, 0x01, 0x23, 0x45, 0x67,
+                                  0x89, 0xAB, 0xCD, 0xEF, 0x00, 0x11, 0x22, 0xFF};
+  EXPECT_EQ(format_uuid(bytes), "deadbeef-0123-4567-89ab-cdef001122ff");
 }
 
 TEST(Registry, AliasesAreSymmetric) {

@@ -14,6 +14,7 @@
 #include "backends/cuda/cuda_driver.hpp"
 #include "backends/cuda/fma_kernel.hpp"
 #include "core/backends.hpp"
+#include "core/identity.hpp"
 #include "exogpu/error.hpp"
 #include "exogpu/interop.hpp"
 
@@ -586,7 +587,8 @@ class CudaBackend final : public Backend {
     info.unified_memory = integrated != 0;
 
     CUuuid uuid{};
-    if (driver->device_get_uuid(&uuid, device) == CUDA_SUCCESS) info.uuid = format_uuid(uuid.bytes);
+    if (driver->device_get_uuid(&uuid, device) == CUDA_SUCCESS) info.uuid = format_uuid(std::span<const std::uint8_t, 16>(
+        reinterpret_cast<const std::uint8_t*>(uuid.bytes), 16));
     char bus_id[64] = {};
     if (driver->device_get_pci_bus_id(bus_id, sizeof bus_id - 1, device) == CUDA_SUCCESS) {
       info.pci_bus_id = normalise_pci_bus_id(bus_id);

@@ -109,29 +109,4 @@ std::string version_string(int version) {
   return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
 }
 
-std::string format_uuid(const unsigned char (&bytes)[16]) {
-  char out[37];
-  std::snprintf(out, sizeof out,
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
-                bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8],
-                bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
-  return out;
-}
-
-std::string normalise_pci_bus_id(std::string_view raw) {
-  unsigned domain = 0;
-  unsigned bus = 0;
-  unsigned device = 0;
-  unsigned function = 0;
-  char tail = 0;
-  const std::string text(raw);
-  if (std::sscanf(text.c_str(), "%x:%x:%x.%x%c", &domain, &bus, &device, &function, &tail) != 4 ||
-      bus > 0xff || device > 0x1f || function > 0x7) {
-    return {};
-  }
-  char out[32];
-  std::snprintf(out, sizeof out, "%04x:%02x:%02x.%x", domain, bus, device, function);
-  return out;
-}
-
 }  // namespace exogpu::cuda

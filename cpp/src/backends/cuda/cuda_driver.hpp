@@ -52,10 +52,5 @@ class Driver {
 
 // "12.4" from cuDriverGetVersion's 12040.
 [[nodiscard]] std::string version_string(int version);
-// Lower-case 8-4-4-4-12, the layout of Vulkan's deviceUUID for the same GPU.
-[[nodiscard]] std::string format_uuid(const unsigned char (&bytes)[16]);
-// "dddd:bb:dd.f" lower-case from any of the driver's spellings
-// ("0000:01:00.0", "00000000:01:00.0"); empty when it does not parse.
-[[nodiscard]] std::string normalise_pci_bus_id(std::string_view raw);
 
 }  // namespace exogpu::cuda

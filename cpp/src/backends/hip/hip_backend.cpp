@@ -9,6 +9,7 @@
 
 #include "backends/hip/hip_runtime.hpp"
 #include "core/backends.hpp"
+#include "core/identity.hpp"
 #include "exogpu/error.hpp"
 #include "exogpu/interop.hpp"
 
@@ -485,7 +486,8 @@ class HipBackend final : public Backend {
     // ROCm's UUID is the GPU's unique id, not Vulkan's deviceUUID; identity
     // merging with Vulkan then goes by PCI bus id.
     hipUUID uuid{};
-    if (runtime->device_get_uuid(&uuid, device) == hipSuccess) info.uuid = format_uuid(uuid.bytes);
+    if (runtime->device_get_uuid(&uuid, device) == hipSuccess) info.uuid = format_uuid(std::span<const std::uint8_t, 16>(
+        reinterpret_cast<const std::uint8_t*>(uuid.bytes), 16));
     char bus_id[64] = {};
     if (runtime->device_get_pci_bus_id(bus_id, sizeof bus_id - 1, ordinal) == hipSuccess) {
       info.pci_bus_id = normalise_pci_bus_id(bus_id);

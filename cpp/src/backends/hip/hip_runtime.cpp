@@ -85,31 +85,4 @@ std::string version_string(int version) {
          std::to_string(version % 100000);
 }
 
-std::string format_uuid(const char (&bytes)[16]) {
-  unsigned char b[16];
-  for (int i = 0; i < 16; ++i) b[i] = static_cast<unsigned char>(bytes[i]);
-  char out[37];
-  std::snprintf(out, sizeof out,
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-                b[15]);
-  return out;
-}
-
-std::string normalise_pci_bus_id(std::string_view raw) {
-  unsigned domain = 0;
-  unsigned bus = 0;
-  unsigned device = 0;
-  unsigned function = 0;
-  char tail = 0;
-  const std::string text(raw);
-  if (std::sscanf(text.c_str(), "%x:%x:%x.%x%c", &domain, &bus, &device, &function, &tail) != 4 ||
-      bus > 0xff || device > 0x1f || function > 0x7) {
-    return {};
-  }
-  char out[32];
-  std::snprintf(out, sizeof out, "%04x:%02x:%02x.%x", domain, bus, device, function);
-  return out;
-}
-
 }  // namespace exogpu::hip

@@ -45,8 +45,5 @@ class Runtime {
 
 // "5.2.21153" from hipRuntimeGetVersion's 50221153.
 [[nodiscard]] std::string version_string(int version);
-[[nodiscard]] std::string format_uuid(const char (&bytes)[16]);
-// "dddd:bb:dd.f" lower-case; empty when it does not parse.
-[[nodiscard]] std::string normalise_pci_bus_id(std::string_view raw);
 
 }  // namespace exogpu::hip

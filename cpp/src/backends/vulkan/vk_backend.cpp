@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/identity.hpp"
 #include "exogpu/error.hpp"
 #include "vk_device.hpp"
 #include "vk_error.hpp"
@@ -110,12 +111,10 @@ BackendStatus VulkanBackend::open() {
       info.name = name;
       info.vendor = vendor_name(d.properties.vendorID, d.driver);
       info.kind = device_kind(d.properties.deviceType);
-      info.uuid = format_uuid(d.id.deviceUUID);
+      info.uuid = format_uuid(std::span<const std::uint8_t, VK_UUID_SIZE>(d.id.deviceUUID));
       if (d.has_pci_bus_info) {
-        char bus[32];
-        std::snprintf(bus, sizeof bus, "%04x:%02x:%02x.%x", d.pci.pciDomain, d.pci.pciBus,
-                      d.pci.pciDevice, d.pci.pciFunction);
-        info.pci_bus_id = bus;
+        info.pci_bus_id = format_pci_bus_id(d.pci.pciDomain, d.pci.pciBus, d.pci.pciDevice,
+                                            d.pci.pciFunction);
       }
       info.emulated_on_host = d.properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
       info.unified_memory = d.properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ||
@@ -152,17 +151,6 @@ VulkanOptions VulkanOptions::from_environment() {
   options.validation = env_flag("EXOGPU_VULKAN_VALIDATION", false);
   options.map_device_memory = env_flag("EXOGPU_VULKAN_HOST_MAPPED", true);
   return options;
-}
-
-std::string format_uuid(const std::uint8_t (&uuid)[VK_UUID_SIZE]) {
-  std::string out;
-  char hex[3];
-  for (std::size_t i = 0; i < VK_UUID_SIZE; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    std::snprintf(hex, sizeof hex, "%02x", uuid[i]);
-    out += hex;
-  }
-  return out;
 }
 
 std::unique_ptr<Backend> make_backend(const VulkanOptions& options) {

@@ -21,9 +21,6 @@ struct VulkanOptions {
 
 [[nodiscard]] std::unique_ptr<Backend> make_backend(const VulkanOptions& options);
 
-// "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lower case.
-[[nodiscard]] std::string format_uuid(const std::uint8_t (&uuid)[VK_UUID_SIZE]);
-
 }  // namespace exogpu::vulkan
 
 namespace exogpu {
