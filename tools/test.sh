@@ -29,3 +29,11 @@ python3 -m mypy -p exogpu
 
 echo "== pytest"
 python3 -m pytest tests/python -q
+
+# The same suite with two simulated CUDA and two simulated HIP devices beside
+# the real ones, so the Python layer meets GPUs here too (tests/cpp/sim_gpu).
+echo "== pytest beside simulated CUDA and HIP devices"
+bash tools/build-sim-gpu.sh build/sim-gpu
+EXOGPU_CUDA_LIBRARY="$PWD/build/sim-gpu/libsim_cuda.so" \
+EXOGPU_HIP_LIBRARY="$PWD/build/sim-gpu/libsim_hip.so" \
+  python3 -m pytest tests/python -q

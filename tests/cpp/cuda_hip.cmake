@@ -32,3 +32,25 @@ if(EXOGPU_PTXAS)
               ${PROJECT_SOURCE_DIR}/cpp/src/backends/cuda/fma_kernel.ptx)
   endforeach()
 endif()
+
+# A simulated GPU machine under the CUDA and HIP ABIs (sim_gpu/): the
+# conformance and probe suites run on its cuda:N and hip:N devices beside
+# cpu:0, so every line of the two backends runs here, under the sanitizers.
+foreach(api cuda hip)
+  add_library(sim_${api} SHARED sim_gpu/sim_${api}.cpp sim_gpu/sim_gpu.cpp)
+  target_include_directories(sim_${api} PRIVATE ${PROJECT_SOURCE_DIR}/cpp/src)
+  target_link_libraries(sim_${api} PRIVATE Threads::Threads)
+  add_dependencies(exogpu_tests sim_${api})
+  add_dependencies(exogpu_cuda_hip_tests sim_${api})
+endforeach()
+target_sources(exogpu_cuda_hip_tests PRIVATE sim_gpu_test.cpp)
+target_compile_definitions(exogpu_cuda_hip_tests PRIVATE
+  EXOGPU_SIM_CUDA="$<TARGET_FILE:sim_cuda>" EXOGPU_SIM_HIP="$<TARGET_FILE:sim_hip>")
+add_test(NAME conformance_on_simulated_cuda
+  COMMAND exogpu_tests --gtest_filter=EveryDevice/*:AllDevices/*)
+set_tests_properties(conformance_on_simulated_cuda PROPERTIES ENVIRONMENT
+  "EXOGPU_BACKENDS=cpu,cuda;EXOGPU_CUDA_LIBRARY=$<TARGET_FILE:sim_cuda>")
+add_test(NAME conformance_on_simulated_hip
+  COMMAND exogpu_tests --gtest_filter=EveryDevice/*:AllDevices/*)
+set_tests_properties(conformance_on_simulated_hip PROPERTIES ENVIRONMENT
+  "EXOGPU_BACKENDS=cpu,hip;EXOGPU_HIP_LIBRARY=$<TARGET_FILE:sim_hip>")

@@ -181,7 +181,8 @@ def test_put_policy_applies_saves_and_refuses_escalation(env: Env) -> None:
                 a.put_policy(added.split("[[principals]]\nname = \"cpu-admin\"")[0].replace(
                     'name = "root"', 'name = "gone"'))
             a.put_policy(added)
-        assert e.devices() == [d.info.to_dict() for d in exogpu.devices()]
+        # eve may see cpu:* alone
+        assert e.devices() == [d.info.to_dict() for d in exogpu.devices() if d.id == "cpu:0"]
     assert "eve" in load_policy(policy_file).principals  # saved
     with env.client("root") as r:
         with pytest.raises(AgentError) as info:

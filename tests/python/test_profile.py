@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,10 +26,21 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache" / "profile.json"
 
 
+def with_fma_kernel(details: list[dict[str, Any]]) -> set[str]:
+    """Physical devices with an FMA kernel on one of their ids; the others
+    (HIP alone has none) get no measured FLOP/s and no placement entry."""
+    return {d["alias_of"] or d["id"] for d in details if d.get("fma_supported")}
+
+
 def test_one_placement_entry_per_physical_device(measured: profile.Profile) -> None:
     node = profile.node_name()
-    physical = exogpu.devices()
+    kernels = with_fma_kernel(measured.details)
+    physical = [dev for dev in exogpu.devices() if dev.id in kernels]
+    assert "cpu:0" in kernels
     assert [d["id"] for d in measured.devices] == [dev.id for dev in physical]
+    for left_out in {dev.id for dev in exogpu.devices()} - kernels:
+        entry = next(d for d in measured.details if d["id"] == left_out)
+        assert "error" not in entry and entry["flops"] == 0, entry
     for entry, dev in zip(measured.devices, physical, strict=True):
         assert set(entry) == PLACEMENT_KEYS
         assert entry["node"] == node
