@@ -5,9 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <deque>
 #include <limits>
-#include <map>
 #include <mutex>
 #include <utility>
 
@@ -15,6 +13,8 @@
 #include "backends/cuda/fma_kernel.hpp"
 #include "core/backends.hpp"
 #include "core/identity.hpp"
+#include "core/in_flight.hpp"
+#include "core/peer_paths.hpp"
 #include "exogpu/error.hpp"
 #include "exogpu/interop.hpp"
 
@@ -307,43 +307,24 @@ class CudaStream final : public Stream {
   void do_synchronize() override {
     context_->make_current();
     context_->check(context_->driver().stream_synchronize(stream_), "cuStreamSynchronize");
-    std::lock_guard lock(mutex_);
-    while (!in_flight_.empty()) retire_front();
+    in_flight_.release_all();
   }
 
  private:
-  // Holds the allocations an enqueued operation uses until a fence recorded
-  // after it completes, so that freeing a Buffer mid-copy is safe.
   void keep_alive(std::vector<AllocationPtr> allocations) {
-    std::lock_guard lock(mutex_);
-    while (!in_flight_.empty() &&
-           context_->driver().event_query(in_flight_.front().fence->get()) == CUDA_SUCCESS) {
-      retire_front();
-    }
-    std::unique_ptr<EventHandle> fence;
-    if (!spare_fences_.empty()) {
-      fence = std::move(spare_fences_.back());
-      spare_fences_.pop_back();
-    } else {
-      fence = std::make_unique<EventHandle>(context_, CU_EVENT_DISABLE_TIMING);
-    }
-    context_->check(context_->driver().event_record(fence->get(), stream_), "cuEventRecord");
-    in_flight_.push_back({std::move(fence), std::move(allocations)});
-  }
-  void retire_front() {
-    spare_fences_.push_back(std::move(in_flight_.front().fence));
-    in_flight_.pop_front();
+    const Driver& driver = context_->driver();
+    in_flight_.hold(
+        std::move(allocations),
+        [&](const EventHandle& fence) { return driver.event_query(fence.get()) == CUDA_SUCCESS; },
+        [&] { return std::make_unique<EventHandle>(context_, CU_EVENT_DISABLE_TIMING); },
+        [&](const EventHandle& fence) {
+          context_->check(driver.event_record(fence.get(), stream_), "cuEventRecord");
+        });
   }
 
-  struct InFlight {
-    std::unique_ptr<EventHandle> fence;
-    std::vector<AllocationPtr> allocations;
-  };
   std::shared_ptr<Context> context_;
   CUstream stream_ = nullptr;
-  std::mutex mutex_;
-  std::deque<InFlight> in_flight_;
-  std::vector<std::unique_ptr<EventHandle>> spare_fences_;
+  InFlight<EventHandle> in_flight_;
 };
 
 class CudaDevice final : public Device, public HostMemoryRegistrar {
@@ -398,7 +379,10 @@ class CudaDevice final : public Device, public HostMemoryRegistrar {
         &src.device() != this || peer->context_->driver_ptr() != context_->driver_ptr()) {
       return false;
     }
-    if (!peer_path_verified(*peer, *cuda_stream)) return false;
+    if (!peer_paths_.usable(peer->context_->ordinal(),
+                            [&] { return enable_and_verify(*peer, *cuda_stream); })) {
+      return false;
+    }
     cuda_stream->copy_peer(dst.allocation(), dst_offset, *peer->context_, src.allocation(),
                            src_offset, n);
     return true;
@@ -449,23 +433,8 @@ class CudaDevice final : public Device, public HostMemoryRegistrar {
   }
 
  private:
-  // Peer access is enabled on first use and trusted only once a small
-  // pattern has crossed the link intact; otherwise copies go staged.
-  bool peer_path_verified(CudaDevice& peer, CudaStream& stream) {
-    std::lock_guard lock(peer_mutex_);
-    if (auto it = peer_ok_.find(peer.context_->ordinal()); it != peer_ok_.end()) {
-      return it->second;
-    }
-    bool ok = false;
-    try {
-      ok = enable_and_verify(peer, stream);
-    } catch (const Error&) {
-      ok = false;  // a path that errors is no path; the staged copy still works
-    }
-    peer_ok_[peer.context_->ordinal()] = ok;
-    return ok;
-  }
-
+  // Enables access both ways where the driver allows it, then checks that a
+  // pattern crosses intact.
   bool enable_and_verify(CudaDevice& peer, CudaStream& stream) {
     const Driver& driver = context_->driver();
     int forward = 0;
@@ -479,21 +448,10 @@ class CudaDevice final : public Device, public HostMemoryRegistrar {
     if (forward == 0 || backward == 0) return false;
     enable_access(*context_, *peer.context_);
     enable_access(*peer.context_, *context_);
-
-    constexpr std::size_t kProbeBytes = 64 * 1024;
-    std::vector<std::uint8_t> pattern(kProbeBytes);
-    for (std::size_t i = 0; i < pattern.size(); ++i) {
-      pattern[i] = static_cast<std::uint8_t>((i * 131 + 7) ^ (i >> 8));
-    }
-    Buffer source = allocate(kProbeBytes);
-    Buffer target = peer.allocate(kProbeBytes);
-    write(source, 0, pattern.data(), kProbeBytes);
-    stream.copy_peer(target.allocation(), 0, *peer.context_, source.allocation(), 0,
-                     kProbeBytes);
-    stream.synchronize();
-    std::vector<std::uint8_t> back(kProbeBytes);
-    read(back.data(), target, 0, kProbeBytes);
-    return back == pattern;
+    return peer_copy_arrives_intact(
+        *this, peer, stream, [&](const Buffer& dst, const Buffer& src, std::size_t n) {
+          stream.copy_peer(dst.allocation(), 0, *peer.context_, src.allocation(), 0, n);
+        });
   }
 
   static void enable_access(Context& from, Context& to) {
@@ -504,8 +462,7 @@ class CudaDevice final : public Device, public HostMemoryRegistrar {
   }
 
   std::shared_ptr<Context> context_;
-  std::mutex peer_mutex_;
-  std::map<int, bool> peer_ok_;
+  PeerPaths peer_paths_;
 };
 
 class CudaBackend final : public Backend {

@@ -2,14 +2,14 @@
 // one current device per thread, so every call first selects its device.
 #include "backends/hip/hip_backend.hpp"
 
-#include <deque>
-#include <map>
 #include <mutex>
 #include <utility>
 
 #include "backends/hip/hip_runtime.hpp"
 #include "core/backends.hpp"
 #include "core/identity.hpp"
+#include "core/in_flight.hpp"
+#include "core/peer_paths.hpp"
 #include "exogpu/error.hpp"
 #include "exogpu/interop.hpp"
 
@@ -233,8 +233,7 @@ class HipStream final : public Stream {
   void do_synchronize() override {
     selector_->select();
     selector_->check(selector_->runtime().stream_synchronize(stream_), "hipStreamSynchronize");
-    std::lock_guard lock(mutex_);
-    while (!in_flight_.empty()) retire_front();
+    in_flight_.release_all();
   }
 
  private:
@@ -245,38 +244,20 @@ class HipStream final : public Stream {
                      "hipMemcpyAsync");
     keep_alive(std::move(used));
   }
-  // Holds the allocations an operation uses until a fence recorded after it
-  // completes, so that freeing a Buffer mid-copy is safe.
   void keep_alive(std::vector<AllocationPtr> allocations) {
-    std::lock_guard lock(mutex_);
-    while (!in_flight_.empty() &&
-           selector_->runtime().event_query(in_flight_.front().fence->get()) == hipSuccess) {
-      retire_front();
-    }
-    std::unique_ptr<EventHandle> fence;
-    if (!spare_fences_.empty()) {
-      fence = std::move(spare_fences_.back());
-      spare_fences_.pop_back();
-    } else {
-      fence = std::make_unique<EventHandle>(selector_, hipEventDisableTiming);
-    }
-    selector_->check(selector_->runtime().event_record(fence->get(), stream_), "hipEventRecord");
-    in_flight_.push_back({std::move(fence), std::move(allocations)});
-  }
-  void retire_front() {
-    spare_fences_.push_back(std::move(in_flight_.front().fence));
-    in_flight_.pop_front();
+    const Runtime& runtime = selector_->runtime();
+    in_flight_.hold(
+        std::move(allocations),
+        [&](const EventHandle& fence) { return runtime.event_query(fence.get()) == hipSuccess; },
+        [&] { return std::make_unique<EventHandle>(selector_, hipEventDisableTiming); },
+        [&](const EventHandle& fence) {
+          selector_->check(runtime.event_record(fence.get(), stream_), "hipEventRecord");
+        });
   }
 
-  struct InFlight {
-    std::unique_ptr<EventHandle> fence;
-    std::vector<AllocationPtr> allocations;
-  };
   std::shared_ptr<Selector> selector_;
   hipStream_t stream_ = nullptr;
-  std::mutex mutex_;
-  std::deque<InFlight> in_flight_;
-  std::vector<std::unique_ptr<EventHandle>> spare_fences_;
+  InFlight<EventHandle> in_flight_;
 };
 
 class HipDevice final : public Device, public HostMemoryRegistrar {
@@ -331,7 +312,10 @@ class HipDevice final : public Device, public HostMemoryRegistrar {
         &src.device() != this || peer->selector_->runtime_ptr() != selector_->runtime_ptr()) {
       return false;
     }
-    if (!peer_path_verified(*peer, *hip_stream)) return false;
+    if (!peer_paths_.usable(peer->selector_->ordinal(),
+                            [&] { return enable_and_verify(*peer, *hip_stream); })) {
+      return false;
+    }
     hip_stream->copy_peer(dst.allocation(), dst_offset, peer->selector_->ordinal(),
                           src.allocation(), src_offset, n);
     return true;
@@ -357,23 +341,8 @@ class HipDevice final : public Device, public HostMemoryRegistrar {
   }
 
  private:
-  // Peer access is enabled on first use and trusted only once a small
-  // pattern has crossed the link intact; otherwise copies go staged.
-  bool peer_path_verified(HipDevice& peer, HipStream& stream) {
-    std::lock_guard lock(peer_mutex_);
-    if (auto it = peer_ok_.find(peer.selector_->ordinal()); it != peer_ok_.end()) {
-      return it->second;
-    }
-    bool ok = false;
-    try {
-      ok = enable_and_verify(peer, stream);
-    } catch (const Error&) {
-      ok = false;
-    }
-    peer_ok_[peer.selector_->ordinal()] = ok;
-    return ok;
-  }
-
+  // Enables access both ways where the runtime allows it, then checks that a
+  // pattern crosses intact.
   bool enable_and_verify(HipDevice& peer, HipStream& stream) {
     const Runtime& runtime = selector_->runtime();
     const int self = selector_->ordinal();
@@ -387,20 +356,10 @@ class HipDevice final : public Device, public HostMemoryRegistrar {
     if (forward == 0 || backward == 0) return false;
     enable_access(*selector_, other);
     enable_access(*peer.selector_, self);
-
-    constexpr std::size_t kProbeBytes = 64 * 1024;
-    std::vector<std::uint8_t> pattern(kProbeBytes);
-    for (std::size_t i = 0; i < pattern.size(); ++i) {
-      pattern[i] = static_cast<std::uint8_t>((i * 131 + 7) ^ (i >> 8));
-    }
-    Buffer source = allocate(kProbeBytes);
-    Buffer target = peer.allocate(kProbeBytes);
-    write(source, 0, pattern.data(), kProbeBytes);
-    stream.copy_peer(target.allocation(), 0, other, source.allocation(), 0, kProbeBytes);
-    stream.synchronize();
-    std::vector<std::uint8_t> back(kProbeBytes);
-    read(back.data(), target, 0, kProbeBytes);
-    return back == pattern;
+    return peer_copy_arrives_intact(
+        *this, peer, stream, [&](const Buffer& dst, const Buffer& src, std::size_t n) {
+          stream.copy_peer(dst.allocation(), 0, other, src.allocation(), 0, n);
+        });
   }
 
   static void enable_access(const Selector& from, int peer) {
@@ -410,8 +369,7 @@ class HipDevice final : public Device, public HostMemoryRegistrar {
   }
 
   std::shared_ptr<Selector> selector_;
-  std::mutex peer_mutex_;
-  std::map<int, bool> peer_ok_;
+  PeerPaths peer_paths_;
 };
 
 class HipBackend final : public Backend {
