@@ -41,8 +41,8 @@ class NvmlReader {
   [[nodiscard]] static std::vector<std::string> library_names();
 
   // Opens the first of `names` that loads (library_names() when empty) and
-  // initialises NVML. Never throws for an absent or broken library:
-  // available() is false and reason() says why.
+  // initialises NVML. Never throws for an absent or broken library, or one
+  // that lists no device: available() is false and reason() says why.
   explicit NvmlReader(const std::vector<std::string>& names = {});
   NvmlReader(const NvmlReader&) = delete;
   NvmlReader& operator=(const NvmlReader&) = delete;
@@ -66,6 +66,7 @@ class RocmSmiReader {
   // EXOGPU_ROCM_SMI_LIBRARY when set, else the names the library ships under.
   [[nodiscard]] static std::vector<std::string> library_names();
 
+  // As NvmlReader's: rsmi_init(0) on the first of `names` that loads.
   explicit RocmSmiReader(const std::vector<std::string>& names = {});
   RocmSmiReader(const RocmSmiReader&) = delete;
   RocmSmiReader& operator=(const RocmSmiReader&) = delete;
