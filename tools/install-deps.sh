@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing exogpu needs on a fresh Debian machine:
-# compilers and test libraries, the real Vulkan (lavapipe) and HIP runtimes,
+# compilers and test libraries, the real Vulkan (lavapipe) and HIP runtimes
+# and rocm-smi library,
 # network tools for the probe tests, and the Python build/test packages.
 set -euo pipefail
 SUDO=""
@@ -10,7 +11,7 @@ APT_PACKAGES=(
   g++ git
   libgtest-dev libgmock-dev libbenchmark-dev
   libvulkan-dev mesa-vulkan-drivers glslc vulkan-validationlayers vulkan-tools
-  libamdhip64-dev
+  libamdhip64-dev librocm-smi64-1
   iperf3 iproute2 curl openssl
 )
 $SUDO apt-get update -qq

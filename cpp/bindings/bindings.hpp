@@ -15,6 +15,7 @@ void bind_placement(nanobind::module_& m);
 void bind_probe(nanobind::module_& m);
 void bind_netprobe(nanobind::module_& m);
 void bind_cuda(nanobind::module_& m);
+void bind_monitoring(nanobind::module_& m);
 // DLPack and CUDA array interface export of memory only a vendor runtime can
 // address (cuda_bindings.cpp); nullopt / AttributeError for other memory.
 std::optional<std::pair<int, int>> device_dlpack_device(const Buffer& buffer);

@@ -11,4 +11,5 @@ NB_MODULE(_core, m) {
   exogpu::bindings::bind_placement(m);
   exogpu::bindings::bind_probe(m);
   exogpu::bindings::bind_cuda(m);
+  exogpu::bindings::bind_monitoring(m);
 }

@@ -2,10 +2,13 @@
 
 One reader per source, each honest about what it can see:
 
-* NVIDIA GPUs through NVML (``libnvidia-ml.so.1``), loaded with ctypes;
-* AMD and Intel GPUs through the kernel's DRM and hwmon files
-  (``/sys/class/drm/card*/device``), which are what AMD SMI itself reads on
-  Linux, so no vendor library is needed;
+* NVIDIA GPUs through NVML (``libnvidia-ml.so.1``);
+* AMD GPUs through rocm-smi (``librocm_smi64.so.1``) where it is installed
+  and lists them; NVML and rocm-smi are opened at run time by the native core
+  (``exogpu._core``), never linked;
+* AMD GPUs rocm-smi does not report, and Intel GPUs, through the kernel's DRM
+  and hwmon files (``/sys/class/drm/card*/device``), the files rocm-smi itself
+  reads on Linux; a GPU rocm-smi reported is not read again here;
 * the CPU through thermal zones (``/sys/class/thermal``) and RAPL energy
   counters (``/sys/class/powercap/intel-rapl:*``).
 
@@ -20,7 +23,6 @@ argument) says otherwise, so tests can lay out a fake tree like the real one.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import time
@@ -29,10 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exogpu import _core
+
 __all__ = [
     "DeviceReadings",
     "Monitor",
+    "NvmlReader",
     "Reading",
+    "RocmSmiReader",
     "read_all",
 ]
 
@@ -44,7 +50,7 @@ class Reading:
     name: str  # "temperature", "power", "energy", "memory_used", "clock_sm", ...
     value: float
     unit: str  # "degC", "W", "J", "B", "MHz", "%", "lanes", "gen", "flags"
-    source: str  # "nvml", "sysfs:hwmon", "sysfs:drm", "sysfs:thermal", "sysfs:rapl"
+    source: str  # "nvml", "rocm_smi", "sysfs:hwmon", "sysfs:drm", "sysfs:thermal", "sysfs:rapl"
     sensor: str | None = None  # which sensor of several ("edge", "package-0", ...)
     detail: str | None = None  # a decoding of the value (throttle reasons by name)
 
@@ -223,8 +229,11 @@ def _hwmon_readings(hwmon: Path, counters: EnergyCounter, key: str, now: float) 
     return out
 
 
-def read_drm(root: Path, counters: EnergyCounter, now: float) -> list[DeviceReadings]:
-    """AMD and Intel GPUs through their DRM device and hwmon files."""
+def read_drm(
+    root: Path, counters: EnergyCounter, now: float, skip: frozenset[str] = frozenset()
+) -> list[DeviceReadings]:
+    """AMD and Intel GPUs through their DRM device and hwmon files, except the
+    ones whose PCI bus id is in ``skip`` (read through a vendor library)."""
     out: list[DeviceReadings] = []
     for card in sorted((root / "class" / "drm").glob("card*")):
         if not re.fullmatch(r"card\d+", card.name):
@@ -235,6 +244,8 @@ def read_drm(root: Path, counters: EnergyCounter, now: float) -> list[DeviceRead
             continue  # NVIDIA's driver has no hwmon; NVML covers it
         vendor = _VENDORS.get(vendor_id, f"0x{vendor_id:04x}")
         pci = _pci_slot(device)
+        if pci is not None and pci in skip:
+            continue
         key = f"pci:{pci}" if pci else f"drm:{card.name}"
         readings: list[Reading] = []
         for hwmon in sorted((device / "hwmon").glob("hwmon*")):
@@ -306,189 +317,69 @@ def read_cpu(root: Path, counters: EnergyCounter, now: float) -> list[DeviceRead
     ]
 
 
-# ---------------------------------------------------------------------- NVML
+# ---------------------------------------------------------- vendor libraries
 #
-# NVML through ctypes rather than native code: readings are polled a few
-# times a second at most, a ctypes call costs microseconds, and keeping NVML
-# out of the compiled module means a missing or old NVML only ever makes a
-# reading absent. The layouts below are NVML's stable C ABI (nvml.h).
+# NVML and rocm-smi are read by the native core, which opens each library at
+# run time and resolves its entry points from one symbol table: a missing or
+# old library only makes a reader unavailable (with the reason) or a reading
+# absent. The core already gives values in the units above.
 
-
-class _NvmlMemory(ctypes.Structure):
-    _fields_ = [
-        ("total", ctypes.c_ulonglong),
-        ("free", ctypes.c_ulonglong),
-        ("used", ctypes.c_ulonglong),
-    ]
-
-
-class _NvmlUtilization(ctypes.Structure):
-    _fields_ = [("gpu", ctypes.c_uint), ("memory", ctypes.c_uint)]
-
-
-class _NvmlPciInfo(ctypes.Structure):  # nvmlPciInfo_t as of nvmlDeviceGetPciInfo_v3
-    _fields_ = [
-        ("busIdLegacy", ctypes.c_char * 16),
-        ("domain", ctypes.c_uint),
-        ("bus", ctypes.c_uint),
-        ("device", ctypes.c_uint),
-        ("pciDeviceId", ctypes.c_uint),
-        ("pciSubSystemId", ctypes.c_uint),
-        ("busId", ctypes.c_char * 32),
-    ]
-
-
-_NVML_TEMPERATURE_GPU = 0
-_NVML_TEMPERATURE_THRESHOLD_SHUTDOWN = 0
-_NVML_TEMPERATURE_THRESHOLD_SLOWDOWN = 1
-_NVML_CLOCK_GRAPHICS = 0
-_NVML_CLOCK_SM = 1
-_NVML_CLOCK_MEM = 2
-
-# nvmlClocksEventReasons (formerly ClocksThrottleReasons) bits.
-NVML_THROTTLE_REASONS = {
-    0x1: "gpu_idle",
-    0x2: "applications_clocks_setting",
-    0x4: "sw_power_cap",
-    0x8: "hw_slowdown",
-    0x10: "sync_boost",
-    0x20: "sw_thermal_slowdown",
-    0x40: "hw_thermal_slowdown",
-    0x80: "hw_power_brake_slowdown",
-    0x100: "display_clock_setting",
-}
-# The reasons that mean the GPU is held back by heat or power, not by choice.
+# The nvmlClocksEventReasons bits that mean the GPU is held back by heat or
+# power, not by choice: sw_power_cap, hw_slowdown, sw_thermal_slowdown,
+# hw_thermal_slowdown, hw_power_brake_slowdown. The core decodes every bit
+# by name into the reading's detail.
 NVML_THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
 
 
-def _decode_reasons(mask: int) -> str:
-    names = [name for bit, name in NVML_THROTTLE_REASONS.items() if mask & bit]
-    return ",".join(names) if names else "none"
+class _VendorReader:
+    """A native reader of one vendor library, giving :class:`DeviceReadings`."""
 
-
-class NvmlReader:
-    """NVIDIA GPUs through NVML. ``available`` and ``reason`` say if it runs here."""
-
-    def __init__(self, library: str | None = None) -> None:
-        self.available = False
-        self.reason = ""
-        self._lib: ctypes.CDLL | None = None
-        name = library or os.environ.get("EXOGPU_NVML_LIBRARY") or "libnvidia-ml.so.1"
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            self.reason = f"{name} not found (install the NVIDIA driver)"
-            return
-        init = getattr(lib, "nvmlInit_v2", None)
-        if init is None:
-            self.reason = f"{name} is missing nvmlInit_v2 (driver too old?)"
-            return
-        result = init()
-        if result != 0:
-            self.reason = f"{name} found, but nvmlInit_v2 failed: {self._error(lib, result)}"
-            return
-        self._lib = lib
-        self.available = True
-
-    @staticmethod
-    def _error(lib: ctypes.CDLL, result: int) -> str:
-        fn = getattr(lib, "nvmlErrorString", None)
-        if fn is None:
-            return f"nvmlReturn_t {result}"
-        fn.restype = ctypes.c_char_p
-        text = fn(result)
-        return text.decode() if isinstance(text, bytes) else f"nvmlReturn_t {result}"
-
-    def _call(self, name: str, *args: Any) -> bool:
-        assert self._lib is not None
-        fn = getattr(self._lib, name, None)
-        return fn is not None and fn(*args) == 0
+    def __init__(self, native: _core.NvmlReader | _core.RocmSmiReader, key_prefix: str) -> None:
+        self._native = native
+        self._key_prefix = key_prefix
+        self.available: bool = native.available
+        self.reason: str = native.reason
 
     def read(self, now: float) -> list[DeviceReadings]:
-        if self._lib is None:
+        if not self.available:
             return []
-        count = ctypes.c_uint(0)
-        if not self._call("nvmlDeviceGetCount_v2", ctypes.byref(count)):
-            return []
-        out = []
-        for index in range(count.value):
-            handle = ctypes.c_void_p()
-            if self._call("nvmlDeviceGetHandleByIndex_v2", index, ctypes.byref(handle)):
-                out.append(self._read_device(handle, index, now))
-        return out
+        return [self._convert(device, now) for device in self._native.read()]
 
-    def _read_device(self, handle: ctypes.c_void_p, index: int, now: float) -> DeviceReadings:
-        src = "nvml"
-        r: list[Reading] = []
-        name_buf = ctypes.create_string_buffer(96)
-        name = f"NVIDIA GPU {index}"
-        if self._call("nvmlDeviceGetName", handle, name_buf, 96):
-            name = name_buf.value.decode(errors="replace")
-        uuid_buf = ctypes.create_string_buffer(96)
-        uuid = None
-        if self._call("nvmlDeviceGetUUID", handle, uuid_buf, 96):
-            uuid = uuid_buf.value.decode().removeprefix("GPU-").lower()
-        pci_info = _NvmlPciInfo()
-        pci = None
-        if self._call("nvmlDeviceGetPciInfo_v3", handle, ctypes.byref(pci_info)):
-            pci = normalise_pci_bus_id(pci_info.busId.decode(errors="replace"))
-        uint = ctypes.c_uint()
-        if self._call(
-            "nvmlDeviceGetTemperature", handle, _NVML_TEMPERATURE_GPU, ctypes.byref(uint)
-        ):
-            r.append(Reading("temperature", float(uint.value), "degC", src, "gpu"))
-        if self._call(
-            "nvmlDeviceGetTemperatureThreshold",
-            handle,
-            _NVML_TEMPERATURE_THRESHOLD_SLOWDOWN,
-            ctypes.byref(uint),
-        ):
-            r.append(Reading("temperature_slowdown", float(uint.value), "degC", src, "gpu"))
-        if self._call("nvmlDeviceGetPowerUsage", handle, ctypes.byref(uint)):
-            r.append(Reading("power", uint.value / 1000.0, "W", src))
-        if self._call("nvmlDeviceGetEnforcedPowerLimit", handle, ctypes.byref(uint)):
-            r.append(Reading("power_limit", uint.value / 1000.0, "W", src))
-        energy = ctypes.c_ulonglong()
-        if self._call("nvmlDeviceGetTotalEnergyConsumption", handle, ctypes.byref(energy)):
-            r.append(Reading("energy", energy.value / 1000.0, "J", src, "since driver load"))
-        memory = _NvmlMemory()
-        if self._call("nvmlDeviceGetMemoryInfo", handle, ctypes.byref(memory)):
-            r.append(Reading("memory_used", float(memory.used), "B", src))
-            r.append(Reading("memory_total", float(memory.total), "B", src))
-        for clock, label in ((_NVML_CLOCK_SM, "clock_sm"), (_NVML_CLOCK_MEM, "clock_memory")):
-            if self._call("nvmlDeviceGetClockInfo", handle, clock, ctypes.byref(uint)):
-                r.append(Reading(label, float(uint.value), "MHz", src))
-        util = _NvmlUtilization()
-        if self._call("nvmlDeviceGetUtilizationRates", handle, ctypes.byref(util)):
-            r.append(Reading("utilization", float(util.gpu), "%", src, "gpu"))
-            r.append(Reading("utilization", float(util.memory), "%", src, "memory"))
-        reasons = ctypes.c_ulonglong()
-        if self._call(
-            "nvmlDeviceGetCurrentClocksEventReasons", handle, ctypes.byref(reasons)
-        ) or self._call("nvmlDeviceGetCurrentClocksThrottleReasons", handle, ctypes.byref(reasons)):
-            r.append(
-                Reading(
-                    "throttle_reasons",
-                    float(reasons.value),
-                    "flags",
-                    src,
-                    None,
-                    _decode_reasons(reasons.value),
-                )
-            )
-        if self._call("nvmlDeviceGetCurrPcieLinkGeneration", handle, ctypes.byref(uint)):
-            r.append(Reading("pcie_link_generation", float(uint.value), "gen", src))
-        if self._call("nvmlDeviceGetCurrPcieLinkWidth", handle, ctypes.byref(uint)):
-            r.append(Reading("pcie_link_width", float(uint.value), "lanes", src))
+    def _convert(self, device: _core.VendorDeviceReadings, now: float) -> DeviceReadings:
+        readings = tuple(
+            Reading(r.name, r.value, r.unit, r.source, r.sensor, r.detail) for r in device.readings
+        )
+        pci = device.pci_bus_id
         return DeviceReadings(
-            key=f"pci:{pci}" if pci else f"nvml:{index}",
-            vendor="NVIDIA",
-            name=name,
-            readings=tuple(r),
+            key=f"pci:{pci}" if pci else f"{self._key_prefix}:{device.index}",
+            vendor=device.vendor,
+            name=device.name,
+            readings=readings,
             pci_bus_id=pci,
-            uuid=uuid,
+            uuid=device.uuid,
             timestamp=now,
         )
+
+
+class NvmlReader(_VendorReader):
+    """NVIDIA GPUs through NVML. ``available`` and ``reason`` say if it runs here.
+
+    ``library`` overrides ``EXOGPU_NVML_LIBRARY`` and ``libnvidia-ml.so.1``.
+    """
+
+    def __init__(self, library: str | None = None) -> None:
+        super().__init__(_core.NvmlReader([library] if library else []), "nvml")
+
+
+class RocmSmiReader(_VendorReader):
+    """AMD GPUs through rocm-smi. ``available`` and ``reason`` say if it runs here.
+
+    ``library`` overrides ``EXOGPU_ROCM_SMI_LIBRARY`` and ``librocm_smi64.so.1``
+    (or ``librocm_smi64.so``).
+    """
+
+    def __init__(self, library: str | None = None) -> None:
+        super().__init__(_core.RocmSmiReader([library] if library else []), "rocm_smi")
 
 
 # ------------------------------------------------------------------- Monitor
@@ -518,14 +409,15 @@ def _exogpu_ids() -> tuple[dict[str, str], dict[str, str]]:
 class Monitor:
     """Reads every source; keeps energy samples so power can be derived.
 
-    ``sources`` picks readers by name ("nvml", "drm", "cpu"); ``clock`` is the
-    monotonic clock used for rates (injectable for tests).
+    ``sources`` picks readers by name ("nvml", "rocm_smi", "drm", "cpu");
+    ``clock`` is the monotonic clock used for rates (injectable for tests).
+    An AMD GPU that rocm-smi reports is read through it and skipped by "drm".
     """
 
     def __init__(
         self,
         sysfs_root: Path | str | None = None,
-        sources: Sequence[str] = ("nvml", "drm", "cpu"),
+        sources: Sequence[str] = ("nvml", "rocm_smi", "drm", "cpu"),
         clock: Callable[[], float] = time.monotonic,
         link_devices: bool = True,
     ) -> None:
@@ -534,6 +426,7 @@ class Monitor:
         self._clock = clock
         self._counters = EnergyCounter()
         self._nvml = NvmlReader() if "nvml" in self.sources else None
+        self._rocm_smi = RocmSmiReader() if "rocm_smi" in self.sources else None
         self._ids = _exogpu_ids() if link_devices else ({}, {})
 
     @property
@@ -543,13 +436,24 @@ class Monitor:
             return "not selected"
         return "" if self._nvml.available else self._nvml.reason
 
+    @property
+    def rocm_smi_status(self) -> str:
+        """Empty when rocm-smi runs here and lists a device, else why it does not."""
+        if self._rocm_smi is None:
+            return "not selected"
+        return "" if self._rocm_smi.available else self._rocm_smi.reason
+
     def read(self) -> list[DeviceReadings]:
         now = self._clock()
         found: list[DeviceReadings] = []
         if self._nvml is not None:
             found.extend(self._nvml.read(now))
+        if self._rocm_smi is not None:
+            found.extend(self._rocm_smi.read(now))
         if "drm" in self.sources:
-            found.extend(read_drm(self.root, self._counters, now))
+            # A GPU a vendor library reported is one device, listed once.
+            seen = frozenset(d.pci_bus_id for d in found if d.pci_bus_id is not None)
+            found.extend(read_drm(self.root, self._counters, now, seen))
         if "cpu" in self.sources:
             found.extend(read_cpu(self.root, self._counters, now))
         return [self._link(d) for d in found]

@@ -1,15 +1,22 @@
-"""The sysfs readers against a fake tree laid out like the kernel's."""
+"""The sysfs readers against a fake tree laid out like the kernel's, and the
+native vendor readers against stand-in NVML and rocm-smi libraries."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from exogpu.monitoring import Monitor, NvmlReader, normalise_pci_bus_id
+from exogpu.cli.monitor import _status
+from exogpu.monitoring import Monitor, NvmlReader, RocmSmiReader, normalise_pci_bus_id
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(path: Path, text: str) -> None:
@@ -186,9 +193,11 @@ def test_pci_bus_ids_match_the_core_spelling() -> None:
 
 
 def test_monitor_cli_json_over_a_fake_tree(sysfs: Path) -> None:
-    env = {"EXOGPU_SYSFS_ROOT": str(sysfs), "EXOGPU_NVML_LIBRARY": "/nonexistent/libnvidia-ml.so.1"}
-    import os
-
+    env = {
+        "EXOGPU_SYSFS_ROOT": str(sysfs),
+        "EXOGPU_NVML_LIBRARY": "/nonexistent/libnvidia-ml.so.1",
+        "EXOGPU_ROCM_SMI_LIBRARY": "/nonexistent/librocm_smi64.so.1",
+    }
     out = subprocess.run(
         [sys.executable, "-m", "exogpu", "monitor", "--json", "--count", "2", "--interval", "0.05"],
         capture_output=True,
@@ -214,3 +223,120 @@ def test_monitor_cli_json_over_a_fake_tree(sysfs: Path) -> None:
     for device in doc["devices"]:
         for reading in device["readings"]:
             assert reading["unit"] and reading["source"]
+
+
+# ------------------------------------------------- stand-in vendor libraries
+
+
+def build_stand_in(source: str, out: Path) -> Path:
+    """Compiles tests/cpp/<source> (a stand-in vendor library declared from the
+    reader's own symbol table) into a shared library, as the C++ suite does."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("g++ is needed to build the stand-in vendor library")
+    subprocess.run(
+        [
+            compiler,
+            "-std=c++20",
+            "-shared",
+            "-fPIC",
+            "-I",
+            str(REPO / "cpp" / "src"),
+            "-o",
+            str(out),
+            str(REPO / "tests" / "cpp" / source),
+        ],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def fake_rocm_smi(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_stand_in(
+        "fake_librocm_smi.cpp", tmp_path_factory.mktemp("rocm") / "librocm_smi64.so.1"
+    )
+
+
+@pytest.fixture(scope="session")
+def fake_nvml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_stand_in(
+        "fake_libnvidia_ml.cpp", tmp_path_factory.mktemp("nvml") / "libnvidia-ml.so.1"
+    )
+
+
+def test_nvml_reader_gives_readings_with_units_from_the_native_reader(fake_nvml: Path) -> None:
+    reader = NvmlReader(str(fake_nvml))
+    assert reader.available and reader.reason == ""
+    (gpu,) = reader.read(7.0)
+    assert (gpu.key, gpu.vendor, gpu.timestamp) == ("pci:0000:65:00.0", "NVIDIA", 7.0)
+    assert gpu.uuid == "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"
+    power = gpu.get("power")
+    assert power is not None and (power.value, power.unit, power.source) == (123.456, "W", "nvml")
+    throttle = gpu.get("throttle_reasons")
+    assert throttle is not None and throttle.detail == "sw_power_cap,hw_thermal_slowdown"
+    assert gpu.get("energy") is None  # the stand-in has no energy entry point
+
+
+def test_rocm_smi_reader_says_why_it_is_unavailable() -> None:
+    reader = RocmSmiReader("/nonexistent/librocm_smi64.so.1")
+    assert not reader.available
+    assert reader.reason == (
+        "/nonexistent/librocm_smi64.so.1 not found (install ROCm's rocm-smi library)"
+    )
+    assert reader.read(0.0) == []
+    reader = RocmSmiReader("libm.so.6")
+    assert reader.reason == "libm.so.6 is missing rsmi_init (not a rocm-smi library?)"
+
+
+def test_an_amd_gpu_rocm_smi_reports_is_listed_once_from_rocm_smi(
+    sysfs: Path, fake_rocm_smi: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXOGPU_ROCM_SMI_LIBRARY", str(fake_rocm_smi))
+    monitor = Monitor(sysfs, sources=("rocm_smi", "drm"), link_devices=False)
+    assert monitor.rocm_smi_status == ""
+    assert monitor.nvml_status == "not selected"
+    found = monitor.read()
+    keys = [d.key for d in found]
+    # The same PCI device is in the sysfs tree: one entry, not two.
+    assert sorted(keys) == ["pci:0000:00:02.0", "pci:0000:03:00.0"]
+    amd = next(d for d in found if d.key == "pci:0000:03:00.0")
+    assert {r.source for r in amd.readings} == {"rocm_smi"}
+    assert amd.name == "Radeon RX 7900 XTX (stand-in)"
+    junction = amd.get("temperature", "junction")
+    assert junction is not None and (junction.value, junction.unit) == (61.5, "degC")
+    energy = amd.get("energy")
+    assert energy is not None and (energy.value, energy.unit) == (30.5, "J")
+    # The Intel GPU rocm-smi does not know is still read from sysfs.
+    intel = next(d for d in found if d.key == "pci:0000:00:02.0")
+    assert {r.source for r in intel.readings} <= {"sysfs:hwmon", "sysfs:drm"}
+
+
+def test_without_rocm_smi_an_amd_gpu_is_read_from_sysfs(
+    sysfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXOGPU_ROCM_SMI_LIBRARY", "/nonexistent/librocm_smi64.so.1")
+    monitor = Monitor(sysfs, sources=("rocm_smi", "drm"), link_devices=False)
+    assert monitor.rocm_smi_status.endswith("not found (install ROCm's rocm-smi library)")
+    amd = {d.key: d for d in monitor.read()}["pci:0000:03:00.0"]
+    assert "sysfs:hwmon" in {r.source for r in amd.readings}
+    assert _status(monitor) == (
+        "NVML: not selected\n"
+        "rocm-smi: /nonexistent/librocm_smi64.so.1 not found (install ROCm's rocm-smi library)"
+    )
+
+
+def test_the_real_rocm_smi_library_says_whether_it_can_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("EXOGPU_ROCM_SMI_LIBRARY", raising=False)
+    reader = RocmSmiReader("librocm_smi64.so.1")
+    if reader.reason.endswith("not found (install ROCm's rocm-smi library)"):
+        pytest.skip("no rocm-smi library here (tools/install-deps.sh installs one)")
+    if reader.available:
+        assert all(d.pci_bus_id for d in reader.read(0.0))
+        return
+    assert re.fullmatch(
+        r"librocm_smi64\.so\.1 found, but (rsmi_init failed: .+|it reports no device)",
+        reader.reason,
+    ), reader.reason

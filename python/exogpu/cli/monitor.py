@@ -104,6 +104,16 @@ def _document(samples: list[DeviceReadings], policy: ThermalPolicy) -> dict[str,
     return {"time": time.time(), "devices": devices}
 
 
+def _status(monitor: Monitor) -> str:
+    """Why each vendor library is not read here, one line each; empty when all are."""
+    lines = [
+        f"{name}: {reason}"
+        for name, reason in (("NVML", monitor.nvml_status), ("rocm-smi", monitor.rocm_smi_status))
+        if reason
+    ]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise SystemExit("exogpu monitor: --interval must be positive")
@@ -112,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     count = args.count if args.count is not None else (1 if args.json else None)
     monitor = Monitor()
     policy = ThermalPolicy()
-    status = f"NVML: {monitor.nvml_status}" if monitor.nvml_status else ""
+    status = _status(monitor)
 
     def sample() -> list[DeviceReadings]:
         readings = monitor.read()
