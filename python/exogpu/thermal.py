@@ -14,16 +14,21 @@ flap between states (and the placement does not reshuffle layers with it):
   without that.
 
 :meth:`ThermalPolicy.weight` turns the state into a factor the placement can
-multiply a device's measured throughput by.
+multiply a device's measured throughput by, and :meth:`ThermalPolicy.derate`
+applies those factors to a placement problem's devices.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from exogpu.monitoring import NVML_THROTTLE_MASK, DeviceReadings
+
+if TYPE_CHECKING:
+    from exogpu.placement.problem import Problem
 
 __all__ = ["DeviceThermal", "ThermalLimits", "ThermalPolicy", "ThermalState"]
 
@@ -50,8 +55,9 @@ class ThermalLimits:
             raise ValueError("clear_samples must be at least 1")
         for name in ("hot_weight", "throttled_weight"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+            # Zero would give the placement a device with no throughput at all.
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must lie in (0, 1], got {value}")
 
 
 @dataclass
@@ -173,3 +179,23 @@ class ThermalPolicy:
 
     def weights(self) -> dict[str, float]:
         return {key: self.weight(key) for key in self._devices}
+
+    def derate(self, problem: Problem, node: str | None = None) -> Problem:
+        """`problem` with the FLOP/s and memory bandwidth of every hot or
+        throttled device multiplied by its weight; devices of other nodes
+        (when `node` is given) and devices the policy has not seen keep theirs.
+
+        The policy's keys are exogpu device ids where monitoring linked the
+        readings to a device (``cuda:0``), so they match the problem's ids.
+        """
+        devices = []
+        for device in problem.devices:
+            weight = self.weight(device.id) if device.id in self._devices else 1.0
+            if weight < 1.0 and (node is None or device.node == node):
+                device = replace(
+                    device,
+                    flops=device.flops * weight,
+                    memory_bandwidth=device.memory_bandwidth * weight,
+                )
+            devices.append(device)
+        return replace(problem, devices=tuple(devices))

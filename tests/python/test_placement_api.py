@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +167,32 @@ def test_cluster_toml_equals_json(tmp_path: Path) -> None:
     )
     with pytest.raises(exogpu.InvalidArgument, match=r"devices\[0\]\.flops"):
         cluster.Cluster.from_file(bad)
+
+
+def test_cli_plan_thermal_down_weights_a_hot_device(tmp_path: Path) -> None:
+    def plan(cpu_millidegrees: int) -> dict[str, Any]:
+        zone = tmp_path / str(cpu_millidegrees) / "class" / "thermal" / "thermal_zone0"
+        zone.mkdir(parents=True)
+        (zone / "type").write_text("x86_pkg_temp\n")
+        (zone / "temp").write_text(f"{cpu_millidegrees}\n")
+        run = subprocess.run(
+            [sys.executable, "-m", "exogpu", "plan", "--model", "llama-3-8b", "--dtype", "int4",
+             "--no-measure", "--thermal", "--json"],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "EXOGPU_BACKENDS": "cpu",
+                 "EXOGPU_SYSFS_ROOT": str(zone.parents[2]),
+                 "EXOGPU_NVML_LIBRARY": "/nonexistent/libnvidia-ml.so.1",
+                 "EXOGPU_ROCM_SMI_LIBRARY": "/nonexistent/librocm_smi64.so.1"},
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        out: dict[str, Any] = json.loads(run.stdout)
+        return out
+
+    cool, hot = plan(45_000), plan(95_000)
+    assert cool["thermal"] == {"cpu:0": {"state": "normal", "weight": 1.0}}
+    assert hot["thermal"] == {"cpu:0": {"state": "hot", "weight": 0.75}}
+    # One device, bound by its own speed: the hot plan's step takes 1/0.75 as long.
+    assert hot["placement"]["value"] == pytest.approx(cool["placement"]["value"] / 0.75, rel=0.01)
+    refused = cli("plan", "--model", "llama-3-8b", "--cluster", str(CLUSTERS / "home-mixed.json"),
+                  "--thermal")  # fmt: skip
+    assert refused.returncode == 2 and "cannot judge a cluster file" in refused.stderr

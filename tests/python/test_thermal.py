@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exogpu.monitoring import DeviceReadings, Reading
+from exogpu.placement.problem import DeviceSpec, Layer, Link, Problem
 from exogpu.thermal import ThermalLimits, ThermalPolicy, ThermalState
 
 
@@ -107,8 +108,35 @@ def test_update_reads_nvml_throttle_reasons_and_the_hottest_sensor() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"hysteresis_c": -1.0}, {"clear_samples": 0}, {"hot_weight": 1.5}, {"throttled_weight": -0.1}],
+    [{"hysteresis_c": -1.0}, {"clear_samples": 0}, {"hot_weight": 1.5}, {"throttled_weight": 0.0}],
 )
 def test_bad_limits_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ThermalLimits(**kwargs)  # type: ignore[arg-type]
+
+
+def test_derate_scales_only_hot_devices_of_the_node() -> None:
+    def device(id: str, node: str) -> DeviceSpec:
+        return DeviceSpec(id, node, 1 << 30, flops=1e12, memory_bandwidth=1e11)
+
+    problem = Problem(
+        layers=(Layer("l0", 1 << 20, 0, 1e9, 1 << 10),),
+        devices=(device("cuda:0", "a"), device("cuda:1", "a"), device("cuda:0@b", "b")),
+        default_link=Link(1e9, 1e-4),
+    )
+    policy = ThermalPolicy(ThermalLimits(hot_c=80.0, hot_weight=0.5, throttled_weight=0.25))
+    policy.observe("cuda:0", 90.0)
+    policy.observe("cuda:1", 60.0, throttled=True, reasons=("hw_slowdown",))
+    policy.observe("cuda:0@b", 95.0)
+    derated = policy.derate(problem, node="a")
+    flops = {d.id: (d.flops, d.memory_bandwidth) for d in derated.devices}
+    assert flops == {
+        "cuda:0": (0.5e12, 0.5e11),
+        "cuda:1": (0.25e12, 0.25e11),
+        "cuda:0@b": (1e12, 1e11),  # another node's device: not this policy's to judge
+    }
+    assert problem.devices[0].flops == 1e12  # the original is untouched
+    assert policy.derate(problem).devices[2].flops == 0.5e12  # no node: every id it has seen
+    cool = ThermalPolicy()
+    cool.observe("cuda:0", 40.0)
+    assert cool.derate(problem) == problem

@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="use the table of known devices instead of the cached or measured profile",
     )
+    plan.add_argument(
+        "--thermal",
+        action="store_true",
+        help="read this machine's sensors now and down-weight hot or throttled devices",
+    )
     plan.set_defaults(func=run_plan)
 
 
@@ -76,10 +81,29 @@ def _local_cluster(args: argparse.Namespace) -> Any:
     return discovered.with_profile(profile.ensure_profile(quick=True).measured())
 
 
+def _thermal_weights(problem: Problem) -> tuple[Problem, dict[str, dict[str, Any]]]:
+    """`problem` derated by one reading of the sensors here, and what each
+    device's thermal state was (devices the sensors cannot see are absent)."""
+    from exogpu import monitoring
+    from exogpu.thermal import ThermalPolicy
+
+    policy = ThermalPolicy()
+    states = policy.update(monitoring.read_all())
+    seen = {
+        d.id: {"state": states[d.id].state.value, "weight": policy.weight(d.id)}
+        for d in problem.devices
+        if d.id in states
+    }
+    return policy.derate(problem), seen
+
+
 def run_plan(args: argparse.Namespace) -> int:
     from exogpu import cluster as clusters
     from exogpu import models
 
+    if args.thermal and args.cluster:
+        return _error("--thermal reads this machine's sensors; it cannot judge a cluster file")
+    thermal: dict[str, dict[str, Any]] = {}
     try:
         model = models.get(args.model)
         cluster = clusters.Cluster.from_file(args.cluster) if args.cluster else _local_cluster(args)
@@ -91,6 +115,8 @@ def run_plan(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             memory_headroom=args.headroom,
         )
+        if args.thermal:
+            problem, thermal = _thermal_weights(problem)
         best = solve(problem, args.objective, args.time_budget)
         baselines = {name: solve(problem, args.objective, strategy=name) for name in BASELINES}
     except (InvalidArgument, ValueError) as e:
@@ -103,6 +129,8 @@ def run_plan(args: argparse.Namespace) -> int:
             "placement": best.to_json(),
             "baselines": {k: v.to_json() for k, v in baselines.items()},
         }
+        if args.thermal:
+            out["thermal"] = thermal
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
@@ -120,6 +148,13 @@ def run_plan(args: argparse.Namespace) -> int:
             f"(speed: {d.speed_source})",
             highlight=False,
         )
+    for device_id, seen in thermal.items():
+        if seen["weight"] < 1.0:
+            console.print(
+                f"  thermal: {device_id} is {seen['state']}: its speed counts "
+                f"x{seen['weight']:.2f}",
+                highlight=False,
+            )
     _print_placement(console, problem, best, title=f"optimal ({args.objective})")
     summary = Table(title="Against the baselines (same cost model)")
     for col in ("strategy", "tokens/s", "latency (ms)", "stages", "fits"):
