@@ -406,6 +406,12 @@ def _exogpu_ids() -> tuple[dict[str, str], dict[str, str]]:
     return by_pci, by_uuid
 
 
+def _status(reader: _VendorReader | None) -> str:
+    if reader is None:
+        return "not selected"
+    return "" if reader.available else reader.reason
+
+
 class Monitor:
     """Reads every source; keeps energy samples so power can be derived.
 
@@ -432,16 +438,12 @@ class Monitor:
     @property
     def nvml_status(self) -> str:
         """Empty when NVML runs here, else why it does not."""
-        if self._nvml is None:
-            return "not selected"
-        return "" if self._nvml.available else self._nvml.reason
+        return _status(self._nvml)
 
     @property
     def rocm_smi_status(self) -> str:
         """Empty when rocm-smi runs here and lists a device, else why it does not."""
-        if self._rocm_smi is None:
-            return "not selected"
-        return "" if self._rocm_smi.available else self._rocm_smi.reason
+        return _status(self._rocm_smi)
 
     def read(self) -> list[DeviceReadings]:
         now = self._clock()

@@ -6,6 +6,9 @@
 #include <dlfcn.h>
 #endif
 
+#include <algorithm>
+#include <cstdlib>
+
 namespace exogpu {
 
 std::unique_ptr<DynamicLibrary> DynamicLibrary::open(const std::vector<std::string>& names,
@@ -50,6 +53,40 @@ void* DynamicLibrary::symbol(const char* name) const noexcept {
 #else
   return dlsym(handle_, name);
 #endif
+}
+
+std::vector<std::string> library_names_from_env(const char* variable,
+                                                std::vector<std::string> defaults) {
+  if (const char* name = std::getenv(variable); name != nullptr && *name != '\0') return {name};
+  return defaults;
+}
+
+bool library_absent(const std::string& error) {
+  return error.empty() || error.find("No such file") != std::string::npos ||
+         error.find("not found") != std::string::npos;
+}
+
+std::unique_ptr<DynamicLibrary> open_or_explain(const std::vector<std::string>& names,
+                                                const std::string& install_hint,
+                                                std::string& reason) {
+  std::string error;
+  std::unique_ptr<DynamicLibrary> library = DynamicLibrary::open(names, error);
+  if (library) return library;
+  std::string tried;
+  for (std::size_t i = 0; i < names.size(); ++i) tried += (i == 0 ? "" : " or ") + names[i];
+  reason = library_absent(error) ? tried + " not found (" + install_hint + ")"
+                                 : tried + " could not be loaded: " + error;
+  return nullptr;
+}
+
+std::string describe_missing_symbols(const std::vector<std::string>& missing) {
+  std::string list = missing.front();
+  const std::size_t shown = std::min<std::size_t>(missing.size(), 3);
+  for (std::size_t i = 1; i < shown; ++i) list += ", " + missing[i];
+  if (missing.size() > shown) {
+    list += " and " + std::to_string(missing.size() - shown) + " more entry points";
+  }
+  return list;
 }
 
 }  // namespace exogpu

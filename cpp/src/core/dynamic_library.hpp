@@ -34,4 +34,25 @@ class DynamicLibrary {
   std::string name_;
 };
 
+// What every vendor loader says alike, so that CUDA, HIP, NVML and rocm-smi
+// explain themselves in the same words.
+
+// `variable`'s value when it is set and not empty, else `defaults`.
+[[nodiscard]] std::vector<std::string> library_names_from_env(const char* variable,
+                                                              std::vector<std::string> defaults);
+
+// Whether DynamicLibrary::open failed because no such file is there (rather
+// than because a file that is there would not load).
+[[nodiscard]] bool library_absent(const std::string& error);
+
+// Opens the first of `names` that loads; when none does, `reason` says
+// "<a or b> not found (<install_hint>)", or why a library that is there would
+// not load.
+[[nodiscard]] std::unique_ptr<DynamicLibrary> open_or_explain(const std::vector<std::string>& names,
+                                                              const std::string& install_hint,
+                                                              std::string& reason);
+
+// "a, b, c and 2 more entry points" from a non-empty list of symbols.
+[[nodiscard]] std::string describe_missing_symbols(const std::vector<std::string>& missing);
+
 }  // namespace exogpu

@@ -159,16 +159,16 @@ VendorDeviceReadings read_device(const NvmlReader::State& nvml, nvmlDevice_t dev
 
 std::vector<std::string> NvmlReader::library_names() {
 #if defined(_WIN32)
-  return choose_library_names({}, "EXOGPU_NVML_LIBRARY", {"nvml.dll"});
+  return library_names_from_env("EXOGPU_NVML_LIBRARY", {"nvml.dll"});
 #else
-  return choose_library_names({}, "EXOGPU_NVML_LIBRARY", {"libnvidia-ml.so.1"});
+  return library_names_from_env("EXOGPU_NVML_LIBRARY", {"libnvidia-ml.so.1"});
 #endif
 }
 
 NvmlReader::NvmlReader(const std::vector<std::string>& names) : state_(std::make_unique<State>()) {
   State& s = *state_;
   const std::vector<std::string> tried = names.empty() ? library_names() : names;
-  s.library = open_vendor_library(tried, "install the NVIDIA driver", s.reason);
+  s.library = open_or_explain(tried, "install the NVIDIA driver", s.reason);
   if (!s.library) return;
   // NVML starts threads that outlive any handle; unloading it under them
   // would crash at exit.
@@ -186,7 +186,7 @@ NvmlReader::NvmlReader(const std::vector<std::string>& names) : state_(std::make
     return;
   }
   if (!missing.empty()) {
-    s.reason = lib.name() + " is missing " + list_missing(missing) + " (driver too old?)";
+    s.reason = lib.name() + " is missing " + describe_missing_symbols(missing) + " (driver too old?)";
     return;
   }
   if (const nvmlReturn_t result = s.init(); result != NVML_SUCCESS) {

@@ -202,7 +202,7 @@ VendorDeviceReadings read_device(const RocmSmiReader::State& smi, std::uint32_t 
 std::vector<std::string> RocmSmiReader::library_names() {
   // Debian and Ubuntu ship librocm_smi64.so.1; AMD's ROCm packages put an
   // unversioned librocm_smi64.so on the library path.
-  return choose_library_names({}, "EXOGPU_ROCM_SMI_LIBRARY",
+  return library_names_from_env("EXOGPU_ROCM_SMI_LIBRARY",
                               {"librocm_smi64.so.1", "librocm_smi64.so"});
 }
 
@@ -210,7 +210,7 @@ RocmSmiReader::RocmSmiReader(const std::vector<std::string>& names)
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   const std::vector<std::string> tried = names.empty() ? library_names() : names;
-  s.library = open_vendor_library(tried, "install ROCm's rocm-smi library", s.reason);
+  s.library = open_or_explain(tried, "install ROCm's rocm-smi library", s.reason);
   if (!s.library) return;
   // rocm-smi registers exit-time cleanup that must find it still mapped.
   s.library->keep_loaded_until_exit();
@@ -226,7 +226,7 @@ RocmSmiReader::RocmSmiReader(const std::vector<std::string>& names)
     return;
   }
   if (!missing.empty()) {
-    s.reason = lib.name() + " is missing " + list_missing(missing) + " (rocm-smi too old?)";
+    s.reason = lib.name() + " is missing " + describe_missing_symbols(missing) + " (rocm-smi too old?)";
     return;
   }
   if (const rsmi_status_t status = s.init(0); status != RSMI_STATUS_SUCCESS) {

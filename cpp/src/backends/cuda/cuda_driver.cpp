@@ -10,38 +10,17 @@
 namespace exogpu::cuda {
 
 std::vector<std::string> Driver::library_names() {
-  if (const char* name = std::getenv("EXOGPU_CUDA_LIBRARY"); name != nullptr && *name != '\0') {
-    return {name};
-  }
 #if defined(_WIN32)
-  return {"nvcuda.dll"};
+  return library_names_from_env("EXOGPU_CUDA_LIBRARY", {"nvcuda.dll"});
 #else
-  return {"libcuda.so.1"};
+  return library_names_from_env("EXOGPU_CUDA_LIBRARY", {"libcuda.so.1"});
 #endif
 }
 
-namespace {
-
-std::string join_names(const std::vector<std::string>& names) {
-  std::string out;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    out += (i == 0 ? "" : " or ") + names[i];
-  }
-  return out;
-}
-
-}  // namespace
-
 std::shared_ptr<Driver> Driver::load(const std::vector<std::string>& names, std::string& reason) {
-  std::string error;
-  std::unique_ptr<DynamicLibrary> library = DynamicLibrary::open(names, error);
-  if (!library) {
-    const bool absent = error.find("No such file") != std::string::npos ||
-                        error.find("not found") != std::string::npos || error.empty();
-    reason = absent ? join_names(names) + " not found (install the NVIDIA driver)"
-                    : join_names(names) + " could not be loaded: " + error;
-    return nullptr;
-  }
+  std::unique_ptr<DynamicLibrary> library =
+      open_or_explain(names, "install the NVIDIA driver", reason);
+  if (!library) return nullptr;
   auto driver = std::make_shared<Driver>(Key{}, std::move(library));
   driver->library_->keep_loaded_until_exit();
   const DynamicLibrary& lib = *driver->library_;
@@ -66,13 +45,7 @@ std::shared_ptr<Driver> Driver::load(const std::vector<std::string>& names, std:
 #undef EXOGPU_CUDA_RESOLVE
 
   if (!missing.empty()) {
-    std::string list = missing.front();
-    const std::size_t shown = std::min<std::size_t>(missing.size(), 3);
-    for (std::size_t i = 1; i < shown; ++i) list += ", " + missing[i];
-    if (missing.size() > shown) {
-      list += " and " + std::to_string(missing.size() - shown) + " more entry points";
-    }
-    reason = lib.name() + " is missing " + list + " (driver too old?)";
+    reason = lib.name() + " is missing " + describe_missing_symbols(missing) + " (driver too old?)";
     return nullptr;
   }
   return driver;

@@ -10,13 +10,11 @@
 namespace exogpu::hip {
 
 std::vector<std::string> Runtime::library_names() {
-  if (const char* name = std::getenv("EXOGPU_HIP_LIBRARY"); name != nullptr && *name != '\0') {
-    return {name};
-  }
 #if defined(_WIN32)
-  return {"amdhip64_6.dll", "amdhip64.dll"};
+  return library_names_from_env("EXOGPU_HIP_LIBRARY", {"amdhip64_6.dll", "amdhip64.dll"});
 #else
-  return {"libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5"};
+  return library_names_from_env("EXOGPU_HIP_LIBRARY",
+                                {"libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5"});
 #endif
 }
 
@@ -27,8 +25,7 @@ std::shared_ptr<Runtime> Runtime::load(const std::vector<std::string>& names,
   if (!library) {
     std::string also;
     for (std::size_t i = 1; i < names.size(); ++i) also += (i == 1 ? "" : ", ") + names[i];
-    const bool absent = error.empty() || error.find("No such file") != std::string::npos ||
-                        error.find("not found") != std::string::npos;
+    const bool absent = library_absent(error);
     const std::string first = names.empty() ? std::string("the HIP runtime") : names.front();
     reason = absent ? first + " not found (install ROCm" +
                           (also.empty() ? "" : "; also tried " + also) + ")"
@@ -48,13 +45,8 @@ std::shared_ptr<Runtime> Runtime::load(const std::vector<std::string>& names,
   EXOGPU_HIP_SYMBOLS(EXOGPU_HIP_RESOLVE)
 #undef EXOGPU_HIP_RESOLVE
   if (!missing.empty()) {
-    std::string list = missing.front();
-    const std::size_t shown = std::min<std::size_t>(missing.size(), 3);
-    for (std::size_t i = 1; i < shown; ++i) list += ", " + missing[i];
-    if (missing.size() > shown) {
-      list += " and " + std::to_string(missing.size() - shown) + " more entry points";
-    }
-    reason = runtime->library_name() + " is missing " + list + " (HIP runtime too old?)";
+    reason = runtime->library_name() + " is missing " + describe_missing_symbols(missing) +
+             " (HIP runtime too old?)";
     return nullptr;
   }
   return runtime;
