@@ -107,8 +107,9 @@ def shaped(rates_mbit: list[int], seconds: float) -> list[dict[str, Any]]:
     for rate in rates_mbit:
         with veth_lab() as lab:
             lab.shape(lab.client_ns, lab.client_dev, f"{rate}mbit")
-            env = {**os.environ, "PYTHONPATH": str(ROOT / "python"),
-                   netprobe.TOKEN_ENV: "report"}
+            # The subprocesses run the same interpreter, so they import the
+            # same exogpu as this script: the installed package, as a user has it.
+            env = {**os.environ, netprobe.TOKEN_ENV: "report"}
             server = lab.popen(lab.server_ns, [sys.executable, "-m", "exogpu", "probe", "serve",
                                                "--bind", lab.server_ip, "--port", "5310"],
                                stdout=subprocess.PIPE, env=env)
