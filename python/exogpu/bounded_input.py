@@ -17,7 +17,7 @@ from typing import Any
 try:
     import tomllib
 except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
+    import tomli as tomllib
 
 MAX_DEPTH = 32
 MAX_BYTES = 16 << 20
@@ -146,10 +146,10 @@ def load_toml(
     source = _check_size(text, what, error, max_bytes)
     _scan_depth(source, what, error, max_depth, toml=True)
     try:
-        value = tomllib.loads(source)
+        table: dict[str, Any] = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what}: not valid TOML ({exc})") from None
     except (ValueError, RecursionError) as exc:
         raise error(f"{what}: {exc}") from None
-    _check_tree(value, "", what, error, 0, max_depth)
-    return value
+    _check_tree(table, "", what, error, 0, max_depth)
+    return table
