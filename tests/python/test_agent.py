@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import exogpu
 from exogpu.agent import AgentClient, AgentConfig, AgentError, AgentThread
@@ -88,33 +89,61 @@ def test_devices_and_backends_come_from_the_core(env: Env) -> None:
         assert c.devices() == []  # may list, but holds no device here
 
 
+def _families(text: str) -> dict[str, Any]:
+    """Parsed with prometheus_client's own parser: the exposition must be valid."""
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _samples(family: Any) -> dict[tuple[tuple[str, str], ...], float]:
+    return {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+
+
 def test_metrics_in_prometheus_text_format(env: Env) -> None:
     with env.client("watcher") as c:
         c.devices()
         text = c.metrics()
-    sample = re.compile(r'^([a-z_]+)(\{([a-z_]+="[^"]*",?)*\})? (-?[0-9.e+]+)$')
-    families: dict[str, str] = {}
-    values: dict[str, list[tuple[str, float]]] = {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split()
-            families[name] = kind
-        elif not line.startswith("# HELP "):
-            m = sample.match(line)
-            assert m, line
-            assert m.group(1) in families, line  # every sample has its TYPE first
-            values.setdefault(m.group(1), []).append((m.group(2) or "", float(m.group(4))))
+    families = _families(text)
     for d in exogpu.devices():
-        totals = [v for lab, v in values["exogpu_device_memory_total_bytes"]
-                  if f'device="{d.id}"' in lab]
+        totals = [s.value for s in families["exogpu_device_memory_total_bytes"].samples
+                  if s.labels["device"] == d.id]
         assert totals == [d.info.memory_total]
-        frees = [v for lab, v in values["exogpu_device_memory_free_bytes"]
-                 if f'device="{d.id}"' in lab]
+        frees = [s.value for s in families["exogpu_device_memory_free_bytes"].samples
+                 if s.labels["device"] == d.id]
         assert len(frees) == 1 and 0 < frees[0] <= d.info.memory_total
-    assert families["exogpu_agent_requests_total"] == "counter"
-    assert ('{method="GET",path="/v1/devices",status="200"}', 1.0) in \
-        values["exogpu_agent_requests_total"]
-    assert values["exogpu_agent_tls_handshakes_total"]
+    requests = families["exogpu_agent_requests"]
+    assert requests.type == "counter"
+    assert _samples(requests)[(("method", "GET"), ("path", "/v1/devices"),
+                               ("status", "200"))] == 1.0
+
+
+def test_metrics_show_only_what_the_scope_allows(env: Env) -> None:
+    with env.client("eve") as e, pytest.raises(AgentError):
+        e.devices()  # eve's refused request, which watcher must not see counted
+    with env.client("blind") as b:
+        blind = _families(b.metrics())
+    with env.client("watcher") as w:
+        w.devices()
+        watcher = _families(w.metrics())
+    with env.client("root") as r:
+        root = _families(r.metrics())
+    # devices: only those the caller may monitor
+    assert not blind["exogpu_device_memory_total_bytes"].samples
+    assert {s.labels["device"] for s in watcher["exogpu_device_memory_total_bytes"].samples} \
+        == {d.id for d in exogpu.devices()}
+    # request counts: the caller's own; everyone's with admin.policy
+    watcher_paths = _samples(watcher["exogpu_agent_requests"])
+    assert watcher_paths == {(("method", "GET"), ("path", "/v1/devices"), ("status", "200")): 1.0}
+    everyone = _samples(root["exogpu_agent_requests"])
+    assert everyone[(("method", "GET"), ("path", "/v1/devices"), ("status", "403"))] == 1.0
+    assert everyone[(("method", "GET"), ("path", "/v1/metrics"), ("status", "200"))] == 2.0
+    # node-wide security counters: admin.policy only
+    node_wide = {"exogpu_agent_tls_handshakes", "exogpu_agent_refused", "exogpu_agent_denied",
+                 "exogpu_audit_events_written", "exogpu_audit_events_dropped",
+                 "exogpu_agent_revoked_certificates", "exogpu_agent_connections"}
+    assert node_wide <= set(root)
+    assert not node_wide & set(watcher) and not node_wide & set(blind)
+    assert _samples(root["exogpu_agent_tls_handshakes"])[(("outcome", "ok"),)] >= 4
+    assert _samples(root["exogpu_agent_revoked_certificates"])[()] == 0
 
 
 def test_every_request_is_authorised_and_audited(env: Env) -> None:

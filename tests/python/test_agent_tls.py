@@ -106,19 +106,26 @@ def s_client(env: Env, *extra: str, cert_dir: Path | None = None,
 def refusals(env: Env, expected: int) -> str:
     """The reasons of the last `expected` refused handshakes, from the agent's audit log.
     (asyncio closes a refused TLS connection without sending the alert, so clients
-    see the connection end with no data; the server records why.)"""
+    see the connection end with no data; the server records why.) Repeated refusals
+    of one peer are written as one record with a count, so the counts are summed."""
     log = env.agent.agent.audit
     deadline = time.monotonic() + 10
     while True:
         log.flush()
         recs = [json.loads(x) for x in log.path.read_text().splitlines()]
         fails = [r for r in recs if r["type"] == "security.auth_failure"]
-        if len(fails) >= env.seen_failures + expected or time.monotonic() > deadline:
+        if sum(r["details"]["count"] for r in fails) >= env.seen_failures + expected \
+                or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    new = fails[env.seen_failures:]
-    env.seen_failures = len(fails)
-    assert len(new) == expected, new
+    counted, new = 0, []
+    for r in fails:
+        if counted >= env.seen_failures:
+            new.append(r)
+        counted += r["details"]["count"]
+    env.seen_failures = counted
+    assert sum(r["details"]["count"] for r in new) == expected, new
+    assert all(r["details"]["remote"] == "127.0.0.1" for r in new)
     reasons = {r["details"]["reason"] + " / " + r["details"]["error"] for r in new}
     assert len({r["details"]["reason"] for r in new}) == 1, reasons  # same cause for both
     return " ".join(reasons)

@@ -35,7 +35,8 @@ def test_init_makes_ca_and_node_certificates(tmp_path: Path) -> None:
     d = tmp_path / "certs"
     made = init_certs(d, ["node-a", "node-b.lan"])
     assert sorted(p.name for p in d.iterdir()) == [
-        "ca.key", "ca.pem", "node-a.key", "node-a.pem", "node-b.lan.key", "node-b.lan.pem"]
+        "ca.key", "ca.pem", "crl.pem", "node-a.key", "node-a.pem", "node-b.lan.key",
+        "node-b.lan.pem"]
     for key in d.glob("*.key"):
         assert (key.stat().st_mode & 0o777) == 0o600, key
     ca = load(d / "ca.pem")

@@ -1,39 +1,63 @@
-"""Prometheus text exposition (format 0.0.4) for the agent's /v1/metrics."""
+"""The agent's /v1/metrics, exposed with prometheus_client.
+
+The agent decides per request which families and samples the caller may see
+(devices it may monitor; node-wide counters only with admin.policy) and hands
+them here; the exposition itself, escaping and number formatting included, is
+prometheus_client's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
-__all__ = ["Metric", "render"]
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-Labels = Mapping[str, str]
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+__all__ = ["CONTENT_TYPE_LATEST", "Family", "exposition"]
 
 
-class Metric:
-    """One metric family: name, type, help and its samples."""
+class Family:
+    """One metric family being filled: name, type, help, label names, samples."""
 
-    def __init__(self, name: str, kind: str, help_text: str):
+    def __init__(self, name: str, kind: str, help_text: str, labels: Iterable[str] = ()):
         if kind not in ("gauge", "counter"):
             raise ValueError(f"metric kind must be gauge or counter, not {kind!r}")
         self.name, self.kind, self.help = name, kind, help_text
-        self.samples: list[tuple[Labels, float]] = []
+        self.labels = list(labels)
+        self.samples: list[tuple[list[str], float]] = []
 
-    def add(self, value: float, **labels: str) -> Metric:
-        self.samples.append((labels, value))
+    def add(self, value: float, labels: Mapping[str, str] | None = None) -> Family:
+        labels = labels or {}
+        if sorted(labels) != sorted(self.labels):
+            raise ValueError(f"{self.name}: labels {sorted(labels)} != {sorted(self.labels)}")
+        self.samples.append(([labels[k] for k in self.labels], value))
         return self
 
+    def metric(self) -> Metric:
+        family: GaugeMetricFamily | CounterMetricFamily
+        if self.kind == "gauge":
+            family = GaugeMetricFamily(self.name, self.help, labels=self.labels)
+        else:
+            family = CounterMetricFamily(self.name, self.help, labels=self.labels)
+        for values, value in self.samples:
+            family.add_metric(values, value)
+        return family
 
-def render(metrics: Iterable[Metric]) -> str:
-    lines: list[str] = []
-    for m in metrics:
-        lines.append(f"# HELP {m.name} {_escape(m.help)}")
-        lines.append(f"# TYPE {m.name} {m.kind}")
-        for labels, value in m.samples:
-            text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-            number = repr(float(value)) if value != int(value) else str(int(value))
-            lines.append(f"{m.name}{{{text}}} {number}" if text else f"{m.name} {number}")
-    return "\n".join(lines) + "\n"
+
+class _Snapshot:
+    """A collector over families computed for one request."""
+
+    def __init__(self, families: Iterable[Family]):
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        for f in self._families:
+            yield f.metric()
+
+
+def exposition(families: Iterable[Family]) -> bytes:
+    """Prometheus text format (0.0.4) of `families`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families))
+    return generate_latest(registry)

@@ -16,39 +16,63 @@ The client certificate's common name is the RBAC principal. Routes:
   GET  /v1/audit          admin.policy; query the audit log
   PUT  /v1/policy         admin.policy; replace the policy (TOML body), escalation-checked
 
-Certificates and the policy file are re-read when they change (checked every
-`reload_interval` seconds) and on SIGHUP: new connections get the new
-certificate, open ones keep theirs. An invalid new policy is refused whole and the
-running one stays. Shutdown (SIGTERM/SIGINT or `stop()`) finishes in-flight
-requests, records `system.stop` and closes (flushes and fsyncs) the audit log.
+Certificates, the CRL (certs/crl.pem) and the policy file are re-read when they
+change (checked every `reload_interval` seconds) and on SIGHUP: new connections
+get the new certificate and CRL, open ones keep theirs. A reload that fails for
+any reason (unreadable or hostile file, a key that does not match, a CRL that is
+unsigned, expired or older than the one in force) writes `policy_rejected`, keeps
+what is running, and the watcher carries on. Shutdown (SIGTERM/SIGINT or `stop()`)
+finishes in-flight requests, records `system.stop` and closes (flushes and fsyncs)
+the audit log.
+
+Connections pass a gate (exogpu.agent.gate): caps in total and per peer, the TLS
+handshake with a deadline, a deadline for request headers. Every refusal (cap,
+deadline, failed handshake, a request the HTTP parser refuses) is audited with
+the peer's address and, once the handshake is done, the certificate's subject,
+coalesced per peer and reason so that a flood cannot flood the log
+(exogpu.agent.refusals). `accept()` running out of file descriptors backs off
+(asyncio retries the listening socket a second later) and is logged once per
+minute with a count, not once per failure. Request bodies are parsed with
+exogpu.bounded_input: hostile JSON or TOML is a 400 naming the fault, never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
 import secrets
 import signal
-import ssl
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
-from exogpu.agent.metrics import Metric, render
+from exogpu.agent.gate import Gates, Limits, subject_of
+from exogpu.agent.metrics import CONTENT_TYPE_LATEST, Family, exposition
+from exogpu.agent.refusals import Refusal, RefusalLog
+from exogpu.bounded_input import load_json
 from exogpu.security.audit import AuditLog, Durability, EventType, Severity
 from exogpu.security.audit_query import query
 from exogpu.security.policy_file import load_policy, parse_policy, save_policy
 from exogpu.security.rbac import AccessControl, Permission, PolicyError
-from exogpu.security.tls import ReloadingServerContext, expiry_warnings, node_files
+from exogpu.security.tls import (
+    CRL_FILE,
+    ReloadingServerContext,
+    crl_number,
+    expiry_warnings,
+    node_files,
+)
 
 __all__ = ["Agent", "AgentConfig", "AgentThread", "NetworkProbeHook", "run_agent"]
 
@@ -71,6 +95,10 @@ class AgentConfig:
     reload_interval: float = 5.0
     expiry_warn_days: int = 30
     shutdown_timeout: float = 5.0
+    limits: Limits = field(default_factory=Limits)
+    # Off only to measure what the check costs (benchmarks/handshake_revocation.py).
+    check_revocation: bool = True
+    refusal_window: float = 1.0
 
 
 def _principal_of(request: web.Request) -> str | None:
@@ -85,11 +113,59 @@ def _principal_of(request: web.Request) -> str | None:
     return None
 
 
+def _subject(request: web.Request) -> str | None:
+    transport = request.transport
+    return subject_of(transport.get_extra_info("peercert")) if transport is not None else None
+
+
 _MEASURE_FIELDS = {"target", "token", "seconds", "streams", "rtt_seconds"}
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+
+
+_ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
+_ACCEPT_LOG_EVERY = 60.0
+
+
+class _Handler(RequestHandler):
+    """aiohttp's protocol, with its error responses audited and never logged with a
+    traceback per request (a flood of garbage would otherwise fill stderr)."""
+
+    __slots__ = ("agent",)
+
+    def __init__(self, agent: Agent, manager: web.Server, **kwargs: Any):
+        super().__init__(manager, **kwargs)
+        self.agent = agent
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send the error")
+        if status >= 500:
+            self.agent.errors += 1
+            _log.error("request from %s failed", request.remote, exc_info=exc)
+            text = "internal error"
+        else:
+            text = message or (str(exc) if exc is not None else "bad request")
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        subject = subject_of(transport.get_extra_info("peercert")) if transport else None
+        if isinstance(exc, HttpProcessingError):  # never reached the app (or its audit)
+            self.agent.refused(
+                "http_parser", f"{status}: {text}", str(peer[0]) if peer else "?", subject
+            )
+        response = web.json_response({"error": text}, status=status)
+        response.force_close()
+        return response
 
 
 def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
@@ -144,19 +220,35 @@ class Agent:
                     f"{f} not found (create it with `exogpu certs init "
                     f"{config.certs} --node {config.node}`)"
                 )
+        crl = config.certs / CRL_FILE
+        if config.check_revocation and not crl.exists():
+            raise FileNotFoundError(
+                f"{crl} not found: without it revoked certificates would log in (create "
+                f"it with `exogpu certs revoke {config.certs}`)"
+            )
         self.tls = ReloadingServerContext(
-            files.cert, files.key, files.ca, observer=self._on_handshake
+            files.cert, files.key, files.ca, crl=crl if config.check_revocation else None
         )
         self.handshakes = Counter[str]()
         self._background: set[asyncio.Task[None]] = set()
         self.access = AccessControl(load_policy(config.policy))
         self._policy_stamp = config.policy.stat().st_mtime_ns
         self.audit = AuditLog(config.audit_log, durability=config.audit_durability)
-        self.requests: Counter[tuple[str, str, int]] = Counter()
+        # (principal, method, path, status) -> count
+        self.requests: Counter[tuple[str, str, str, int]] = Counter()
         self.denied = 0
+        self.errors = 0
+        self.refusal_counts: Counter[str] = Counter()
+        self.accept_exhausted = 0
+        self._accept_logged = 0.0
+        self._accept_unlogged = 0
+        self.refusals = RefusalLog(self._audit_refusal, config.refusal_window)
         self._policy_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._gates: Gates | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._old_handler: Any = None
         self.port: int | None = None
         self._last_expiry_check = 0.0
 
@@ -171,23 +263,76 @@ class Agent:
                 None, functools.partial(self.audit.log, event, severity, **kwargs)
             )
 
-    def _on_handshake(self, sslobj: ssl.SSLObject, error: ssl.SSLError | None) -> None:
-        """Runs on the event loop inside the handshake: count it, audit it later."""
-        if error is None:
-            self.handshakes["ok"] += 1
-            return  # the request that follows is audited with the principal
-        self.handshakes["refused"] += 1
-        reason = getattr(error, "verify_message", None) or error.reason or str(error)
-        task = asyncio.get_running_loop().create_task(
-            self._audit(
-                EventType.AUTH_FAILURE,
-                Severity.WARNING,
-                outcome="denied",
-                details={"reason": str(reason), "error": str(error)},
-            )
-        )
+    def _audit_soon(self, event: EventType, severity: Severity, **kwargs: Any) -> None:
+        """Audit from a callback that cannot wait: the record is written in the
+        background (and awaited at shutdown)."""
+        if self.audit.durability == "buffered":
+            self.audit.log(event, severity, **kwargs)
+            return
+        task = asyncio.get_running_loop().create_task(self._audit(event, severity, **kwargs))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _audit_refusal(self, refusal: Refusal) -> None:
+        event = EventType.AUTH_FAILURE if refusal.kind == "tls_handshake" else EventType.API_REQUEST
+        details = {k: v for k, v in refusal.details.items() if k != "subject"}
+        subject = refusal.details.get("subject")
+        self._audit_soon(
+            event,
+            Severity.WARNING,
+            outcome="denied",
+            details={
+                "refused": refusal.kind,
+                "reason": refusal.reason,
+                "remote": refusal.peer,
+                "subject": subject,
+                "count": refusal.count,
+                **details,
+            },
+        )
+
+    # -- gate events (exogpu.agent.gate.GateEvents) ----------------------------------------
+    def refused(
+        self, kind: str, reason: str, peer: str, subject: str | None, **details: Any
+    ) -> None:
+        self.refusal_counts[kind] += 1
+        self.refusals.add(kind, reason, peer, subject=subject, **details)
+
+    def handshake_done(self, peer: str, error: BaseException | None) -> None:
+        self.handshakes["ok" if error is None else "refused"] += 1
+
+    def make_protocol(self) -> asyncio.Protocol:
+        assert self._runner is not None and self._runner.server is not None
+        limits = self.config.limits
+        return _Handler(
+            self,
+            self._runner.server,
+            loop=asyncio.get_running_loop(),
+            keepalive_timeout=limits.keepalive_timeout,
+            access_log=None,
+        )
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio reports accept() failing for want of file descriptors through here
+        (and retries the socket a second later): count them, log once a minute."""
+        if context.get("message") == _ACCEPT_EXHAUSTED:
+            self.accept_exhausted += 1
+            self._accept_unlogged += 1
+            now = time.monotonic()
+            if now - self._accept_logged >= _ACCEPT_LOG_EVERY:
+                _log.error(
+                    "accept() out of file descriptors (%s), %d time(s) since the last report; "
+                    "backing off, retrying each second",
+                    context.get("exception"),
+                    self._accept_unlogged,
+                )
+                self._accept_logged = now
+                self._accept_unlogged = 0
+            return
+        if self._old_handler is not None:
+            self._old_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     # -- app -----------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -208,6 +353,9 @@ class Agent:
         start = time.perf_counter()
         principal = _principal_of(request)
         status = 500
+        gates = self._gates
+        if gates is not None:
+            gates.request_started(request.transport)
         try:
             if principal is None:  # cannot happen with CERT_REQUIRED; refuse anyway
                 raise web.HTTPUnauthorized(text="client certificate required\n")
@@ -218,9 +366,11 @@ class Agent:
             status = exc.status
             raise
         finally:
+            if gates is not None:
+                gates.request_finished(request.transport)
             route = request.match_info.route.resource
             path = route.canonical if route is not None else "unmatched"
-            self.requests[(request.method, path, status)] += 1
+            self.requests[(principal or "", request.method, path, status)] += 1
             await self._audit(
                 EventType.API_REQUEST,
                 Severity.INFO if status < 400 else Severity.WARNING,
@@ -235,6 +385,7 @@ class Agent:
                     "path": request.path,
                     "status": status,
                     "remote": request.remote,
+                    "subject": _subject(request),
                     "ms": round((time.perf_counter() - start) * 1e3, 3),
                 },
             )
@@ -253,7 +404,13 @@ class Agent:
             principal=principal,
             device=device,
             outcome="denied",
-            details={"permission": permission.value, "reason": reason, "path": request.path},
+            details={
+                "permission": permission.value,
+                "reason": reason,
+                "path": request.path,
+                "remote": request.remote,
+                "subject": _subject(request),
+            },
         )
         raise web.HTTPForbidden(
             text=json.dumps({"error": f"{principal!r} may not {permission.value}: {reason}"}),
@@ -282,43 +439,93 @@ class Agent:
         return web.json_response({"backends": [b.to_dict() for b in exogpu.backends()]})
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        """Device gauges for the devices the caller may monitor; its own request
+        counts; node-wide counters (every principal's requests, refusals, TLS, audit)
+        only with admin.policy on the node."""
         principal = await self._require(request, Permission.MONITOR_MEMORY)
-        total = Metric("exogpu_device_memory_total_bytes", "gauge", "Device memory in total.")
-        free = Metric(
+        device_labels = ["device", "backend", "name"]
+        total = Family(
+            "exogpu_device_memory_total_bytes", "gauge", "Device memory in total.", device_labels
+        )
+        free = Family(
             "exogpu_device_memory_free_bytes",
             "gauge",
             "Device memory free, as reported by `source`.",
+            [*device_labels, "source"],
         )
         for d in self._visible(principal, Permission.MONITOR_MEMORY):
             mem = d.memory_info()
             labels = {"device": d.id, "backend": d.info.backend, "name": d.info.name}
-            total.add(mem.total, **labels)
-            free.add(mem.free, source=str(mem.source), **labels)
-        reqs = Metric("exogpu_agent_requests_total", "counter", "HTTP requests served.")
-        for (method, path, status), n in sorted(self.requests.items()):
-            reqs.add(n, method=method, path=path, status=str(status))
-        denied = Metric(
-            "exogpu_agent_denied_total", "counter", "Requests refused by the policy."
-        ).add(self.denied)
-        shakes = Metric(
-            "exogpu_agent_tls_handshakes_total", "counter", "TLS handshakes, completed or refused."
+            total.add(mem.total, labels)
+            free.add(mem.free, {**labels, "source": str(mem.source)})
+        families = [total, free]
+        admin = self.access.allowed(principal, Permission.ADMIN_POLICY)
+        reqs = Family(
+            "exogpu_agent_requests_total",
+            "counter",
+            "HTTP requests served (the caller's own, or all with admin.policy).",
+            ["method", "path", "status"],
+        )
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for (who, method, path, code), n in self.requests.items():
+            if admin or who == principal:
+                counts[(method, path, str(code))] += n
+        for (method, path, status), n in sorted(counts.items()):
+            reqs.add(n, {"method": method, "path": path, "status": status})
+        families.append(reqs)
+        if admin:
+            families += self._node_families()
+        return web.Response(
+            body=exposition(families),
+            headers={"Content-Type": CONTENT_TYPE_LATEST, "X-Content-Type-Options": "nosniff"},
+        )
+
+    def _node_families(self) -> list[Family]:
+        shakes = Family(
+            "exogpu_agent_tls_handshakes_total",
+            "counter",
+            "TLS handshakes, completed or refused.",
+            ["outcome"],
         )
         for outcome in ("ok", "refused"):
-            shakes.add(self.handshakes[outcome], outcome=outcome)
-        written = Metric(
-            "exogpu_audit_events_written_total", "counter", "Audit records written."
-        ).add(self.audit.written)
-        dropped = Metric(
-            "exogpu_audit_events_dropped_total",
+            shakes.add(self.handshakes[outcome], {"outcome": outcome})
+        refused = Family(
+            "exogpu_agent_refused_total",
             "counter",
-            "Audit events dropped because the queue was full.",
-        ).add(self.audit.dropped)
-        return web.Response(
-            text=render([total, free, reqs, denied, shakes, written, dropped]),
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Content-Type-Options": "nosniff"},
+            "Connections and requests refused, by kind.",
+            ["kind"],
         )
+        for kind in ("connection_cap", "tls_handshake", "header_deadline", "http_parser"):
+            refused.add(self.refusal_counts[kind], {"kind": kind})
+        gates = self._gates
+        crl = self.tls.crl
+        return [
+            shakes,
+            refused,
+            Family("exogpu_agent_denied_total", "counter", "Requests refused by the policy.")
+            .add(self.denied),
+            Family("exogpu_agent_errors_total", "counter", "Requests that failed with a 5xx.")
+            .add(self.errors),
+            Family("exogpu_agent_connections", "gauge", "Connections open now.")
+            .add(gates.open if gates is not None else 0),
+            Family(
+                "exogpu_agent_accept_exhausted_total",
+                "counter",
+                "accept() calls that ran out of file descriptors.",
+            ).add(self.accept_exhausted),
+            Family(
+                "exogpu_agent_revoked_certificates",
+                "gauge",
+                "Serials in the CRL in force (-1: revocation not checked).",
+            ).add(len(crl) if crl is not None else -1),
+            Family("exogpu_audit_events_written_total", "counter", "Audit records written.")
+            .add(self.audit.written),
+            Family(
+                "exogpu_audit_events_dropped_total",
+                "counter",
+                "Audit events dropped because the queue was full.",
+            ).add(self.audit.dropped),
+        ]
 
     async def _probe_network(self, request: web.Request) -> web.Response:
         principal = await self._require(request, Permission.COMPUTE_EXECUTE)
@@ -353,10 +560,7 @@ class Agent:
 
     async def _measure_network(self, request: web.Request) -> web.Response:
         principal = await self._require(request, Permission.COMPUTE_EXECUTE)
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        body = load_json(await request.read(), what="body", error=_bad_request, max_depth=4)
         args = _measure_args(body)
         from exogpu import netprobe
 
@@ -435,10 +639,10 @@ class Agent:
 
     async def _put_policy(self, request: web.Request) -> web.Response:
         principal = await self._require(request, Permission.ADMIN_POLICY)
-        text = await request.text()
+        body = await request.read()
         async with self._policy_lock:
             try:
-                policy = parse_policy(text)
+                policy = parse_policy(body)
             except PolicyError as exc:
                 await self._audit(
                     EventType.POLICY_REJECTED,
@@ -477,48 +681,64 @@ class Agent:
         return web.json_response({"ok": True, "principals": sorted(policy.principals)})
 
     # -- reloads -------------------------------------------------------------------------
+    async def _rejected(self, what: str, exc: BaseException, **details: Any) -> None:
+        _log.error("%s reload refused, the running one stays: %s", what, exc)
+        await self._audit(
+            EventType.POLICY_REJECTED,
+            Severity.ERROR,
+            outcome="failure",
+            details={"what": what, "error": f"{type(exc).__name__}: {exc}", **details},
+        )
+
     async def reload(self) -> None:
-        """Re-read certificates and policy when their files changed."""
+        """Re-read certificates, CRL and policy when their files changed. Never raises
+        (but for cancellation): a failure is audited and what runs stays."""
         try:
-            if self.tls.reload_if_changed():
-                cert = self.tls.certificate
-                await self._audit(
-                    EventType.CERT_ROTATED,
-                    Severity.INFO,
-                    details={
-                        "serial": format(cert.serial_number, "x"),
-                        "not_after": cert.not_valid_after_utc.isoformat(),
-                    },
-                )
-                _log.warning("certificate reloaded from %s", self.tls.files.cert)
-                await self._check_expiry()
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            _log.error("certificate reload failed, keeping the old one: %s", exc)
-            await self._audit(
-                EventType.CERT_ROTATED,
-                Severity.ERROR,
-                outcome="failure",
-                details={"error": str(exc)},
-            )
+            await self._reload_certificates()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any fault in the files: the old context stays
+            await self._rejected("certificates", exc)
+        try:
+            await self._reload_policy()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # PolicyError names the line; anything else is named too
+            await self._rejected("policy", exc, line=getattr(exc, "line", None),
+                                 source=str(self.config.policy))
+
+    async def _reload_certificates(self) -> None:
+        before = self.tls.crl
+        if not self.tls.reload_if_changed():
+            return
+        cert = self.tls.certificate
+        crl = self.tls.crl
+        await self._audit(
+            EventType.CERT_ROTATED,
+            Severity.INFO,
+            details={
+                "serial": format(cert.serial_number, "x"),
+                "not_after": cert.not_valid_after_utc.isoformat(),
+                "crl_number": crl_number(crl) if crl is not None else None,
+                "revoked": len(crl) if crl is not None else None,
+                "crl_changed": before is not crl,
+            },
+        )
+        _log.warning("certificates reloaded from %s", self.tls.files.cert.parent)
+        await self._check_expiry()
+
+    async def _reload_policy(self) -> None:
         try:
             stamp = self.config.policy.stat().st_mtime_ns
         except OSError:
-            return
+            return  # mid-replacement; next time
         if stamp == self._policy_stamp:
             return
         async with self._policy_lock:
-            self._policy_stamp = stamp
-            try:
-                policy = load_policy(self.config.policy)
-            except PolicyError as exc:
-                _log.error("policy file rejected, the running policy stays: %s", exc)
-                await self._audit(
-                    EventType.POLICY_REJECTED,
-                    Severity.ERROR,
-                    outcome="failure",
-                    details={"error": str(exc), "line": exc.line},
-                )
-                return
+            self._policy_stamp = stamp  # a refused file is not retried until it changes
+            policy = await asyncio.get_running_loop().run_in_executor(
+                None, load_policy, self.config.policy
+            )
             self.access.replace_policy(policy)
             await self._audit(
                 EventType.POLICY_CHANGED,
@@ -534,30 +754,51 @@ class Agent:
 
         self._last_expiry_check = time.monotonic()
         ca = x509.load_pem_x509_certificate(self.tls.files.ca.read_bytes())
-        for message in expiry_warnings(
+        messages = expiry_warnings(
             [(str(self.tls.files.cert), self.tls.certificate), (str(self.tls.files.ca), ca)],
             warn_days=self.config.expiry_warn_days,
-        ):
+        )
+        crl = self.tls.crl
+        if crl is not None and crl.next_update_utc is not None:
+            import datetime as dt
+
+            left = crl.next_update_utc - dt.datetime.now(dt.timezone.utc)
+            if left <= dt.timedelta(days=self.config.expiry_warn_days):
+                messages.append(
+                    f"{self.tls.crl_path}: CRL needs its next update in {left.days} days "
+                    f"({crl.next_update_utc:%Y-%m-%d %H:%M} UTC); after that every client "
+                    f"is refused: refresh it with `exogpu certs revoke {self.config.certs}`"
+                )
+        for message in messages:
             _log.warning(message)
             await self._audit(
                 EventType.CERT_EXPIRING, Severity.WARNING, details={"message": message}
             )
 
     async def _watch(self) -> None:
+        """Runs until cancelled, whatever a reload meets."""
         while True:
             await asyncio.sleep(self.config.reload_interval)
             await self.reload()
             if time.monotonic() - self._last_expiry_check > 86400:
-                await self._check_expiry()
+                try:
+                    await self._check_expiry()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # unreadable files: reported, watched again
+                    await self._rejected("certificates", exc)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> int:
+        loop = asyncio.get_running_loop()
         await self._audit(
             EventType.SYSTEM_START,
             details={
                 "node": self.config.node,
                 "bind": self.config.bind,
                 "principals": sorted(self.access.policy.principals),
+                "revocation": self.tls.crl is not None,
+                "limits": dataclasses.asdict(self.config.limits),
             },
         )
         await self._check_expiry()
@@ -568,17 +809,17 @@ class Agent:
             shutdown_timeout=self.config.shutdown_timeout,
         )
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner,
+        self._gates = Gates(self.config.limits, self.tls.context, self)
+        self._old_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
+        self._server = await loop.create_server(
+            self._gates.factory,
             self.config.bind,
             self.config.port,
-            ssl_context=self.tls.context,
             backlog=1024,
+            reuse_address=True,
         )
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        self.port = int(server.sockets[0].getsockname()[1])
+        self.port = int(self._server.sockets[0].getsockname()[1])
         self._watcher = asyncio.create_task(self._watch())
         return self.port
 
@@ -587,16 +828,22 @@ class Agent:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        if self._server is not None:
+            self._server.close()  # no new connections
+        if self._gates is not None:
+            self._gates.abort_all()  # those still in their handshake
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # in-flight requests finish
             self._runner = None
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        self.refusals.flush()
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
         close_probes = getattr(self.network_probe, "close", None)
         if close_probes is not None:
             await close_probes()
         await self._audit(EventType.SYSTEM_STOP, details={"node": self.config.node})
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
+        asyncio.get_running_loop().set_exception_handler(self._old_handler)
 
 
 async def run_agent(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Callable
 from datetime import datetime
@@ -32,6 +31,7 @@ from typing import Any
 
 import tomli_w
 
+from exogpu.bounded_input import load_toml
 from exogpu.security.rbac import (
     Denial,
     Grant,
@@ -42,11 +42,6 @@ from exogpu.security.rbac import (
     Role,
     validate_pattern,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["dump_policy", "load_policy", "parse_policy", "save_policy"]
 
@@ -64,6 +59,8 @@ _PRINCIPAL_KEYS = {
 _GRANT_KEYS = {"roles", "permissions", "devices"}
 _Err = Callable[..., PolicyError]  # (message, key=None) -> error at that key's line
 _Fail = Callable[..., PolicyError]  # (message, entry index, key, grant index) -> error
+# A policy names principals and patterns; a megabyte is far beyond any real one.
+_MAX_POLICY_BYTES = 1 << 20
 _SYNTAX_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 
 
@@ -115,12 +112,19 @@ class _Locator:
         return None
 
 
-def parse_policy(text: str, source: str | None = None) -> Policy:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = _SYNTAX_LINE.search(str(exc))
-        raise PolicyError(f"TOML syntax: {exc}", int(m.group(1)) if m else None, source) from exc
+def parse_policy(text: str | bytes, source: str | None = None) -> Policy:
+    """Parse and check a whole policy; `PolicyError` (naming the line when known) on
+    any fault, hostile input included: size, nesting and numbers are bounded before
+    and after tomllib sees the text, so no RecursionError or OverflowError escapes."""
+
+    def bounded(message: str) -> PolicyError:
+        m = _SYNTAX_LINE.search(message)
+        prefix = "TOML syntax: " if "not valid TOML" in message else ""
+        return PolicyError(prefix + message, int(m.group(1)) if m else None, source)
+
+    data = load_toml(text, what="policy", error=bounded, max_bytes=_MAX_POLICY_BYTES)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
     loc = _Locator(text)
 
     def fail(
@@ -270,10 +274,11 @@ def _principal(table: dict[str, Any], i: int, fail: _Fail) -> PrincipalPolicy:
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(_MAX_POLICY_BYTES + 1)  # never read a huge file whole
     except OSError as exc:
         raise PolicyError(f"cannot read policy file: {exc.strerror}", None, str(path)) from exc
-    return parse_policy(text, str(path))
+    return parse_policy(data, str(path))
 
 
 def _to_table(entry: PrincipalPolicy) -> dict[str, Any]:

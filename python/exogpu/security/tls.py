@@ -9,9 +9,17 @@ Contexts are TLS 1.3 only and require a peer certificate from the CA on both sid
 Pins are SPKI SHA-256 digests in the `sha256//BASE64` form curl uses; a client may
 hold several (old and new key) so that keys can be rotated without an outage.
 
-`ReloadingServerContext` lets a running server take a new certificate without a
-restart: every handshake is steered (from the SNI callback, which OpenSSL runs for
-every ClientHello) to the context built from the newest files.
+Revocation: DIR/crl.pem is a CRL signed by the CA. `init_certs` writes an empty
+one with the CA, and re-issuing a node's certificate revokes the one it replaces
+(`revoke` takes back any certificate by serial). A server context built with the
+CRL has OpenSSL check the client's certificate against it on every handshake.
+
+`ReloadingServerContext` lets a running server take a new certificate or CRL
+without a restart: every handshake is steered (from the SNI callback, which
+OpenSSL runs for every ClientHello) to the context built from the newest files.
+A CRL that is unsigned, expired, from another CA, or older (lower CRL number)
+than the one in force is refused and the one in force stays: replaying an old
+CRL cannot take a revocation back.
 """
 
 from __future__ import annotations
@@ -28,23 +36,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
+    "CRL_FILE",
     "CertificateAuthority",
+    "Issued",
     "NodeFiles",
     "PinMismatch",
     "ReloadingServerContext",
+    "RevocationError",
     "check_pin",
     "client_context",
     "common_name",
     "expiry_warnings",
     "init_certs",
     "issue_node_certificate",
+    "issue_nodes",
     "load_ca",
+    "load_crl",
     "node_files",
+    "revoke",
+    "serial_of",
     "server_context",
     "spki_pin",
     "write_key",
@@ -52,10 +68,17 @@ __all__ = [
 ]
 
 _UTC = dt.timezone.utc
+CRL_FILE = "crl.pem"
+# A CRL lists serials, a few dozen bytes each: 16 MiB is hundreds of thousands.
+_MAX_CRL_BYTES = 16 << 20
 
 
 class PinMismatch(ConnectionError):
     """The peer's public key matches none of the pins."""
+
+
+class RevocationError(ValueError):
+    """A CRL that cannot be trusted or used (unsigned, expired, other CA, replayed)."""
 
 
 @dataclass(frozen=True)
@@ -223,11 +246,36 @@ def load_ca(directory: str | os.PathLike[str]) -> CertificateAuthority:
     return CertificateAuthority(cert, key)
 
 
+@dataclass(frozen=True)
+class Issued:
+    files: NodeFiles
+    serial: int
+    revoked: int | None  # serial of the certificate this one replaced and revoked
+
+
 def init_certs(
     directory: str | os.PathLike[str], nodes: Iterable[str], *, days: int = 365, ca_days: int = 3650
 ) -> list[NodeFiles]:
     """Create (or reuse) the CA in `directory` and issue one certificate per node;
-    an existing node certificate is replaced (that is how certificates are rotated)."""
+    an existing node certificate is replaced and revoked (that is how certificates
+    are rotated)."""
+    return [i.files for i in issue_nodes(directory, nodes, days=days, ca_days=ca_days)]
+
+
+def _issued_by(path: Path, ca: CertificateAuthority) -> int | None:
+    """The serial of the certificate at `path` when this CA issued it."""
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        cert.verify_directly_issued_by(ca.cert)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return None
+    return cert.serial_number
+
+
+def issue_nodes(
+    directory: str | os.PathLike[str], nodes: Iterable[str], *, days: int = 365, ca_days: int = 3650
+) -> list[Issued]:
+    """`init_certs`, saying which certificate each node got and which it revoked."""
     nodes = list(nodes)
     if not nodes:
         raise ValueError("at least one --node is required")
@@ -244,14 +292,114 @@ def init_certs(
         ca = make_ca(days=ca_days)
         write_key(d / "ca.key", ca.key)
         write_pem(d / "ca.pem", ca.cert)
+    old = {n: _issued_by(node_files(d, n).cert, ca) for n in nodes}
+    # Revoke first: a crash between the two steps leaves a node without a valid
+    # certificate (it fails closed), never with two.
+    _revoke_with(d, ca, [s for s in old.values() if s is not None])
     out = []
     for n in nodes:
         cert, key = issue_node_certificate(ca, n, days=days)
         files = node_files(d, n)
         write_key(files.key, key)  # key first: a cert never pairs with a missing key
         write_pem(files.cert, cert)
-        out.append(files)
+        out.append(Issued(files, cert.serial_number, old[n]))
     return out
+
+
+# -- revocation ----------------------------------------------------------------------------
+def load_crl(
+    path: str | os.PathLike[str],
+    ca: x509.Certificate,
+    *,
+    now: dt.datetime | None = None,
+    check_expiry: bool = True,
+) -> x509.CertificateRevocationList:
+    """The CRL at `path`, checked: PEM, issued and signed by `ca`, not past its next
+    update. RevocationError (naming the file and the fault) otherwise."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(_MAX_CRL_BYTES + 1)
+    except OSError as exc:
+        raise RevocationError(f"{path}: cannot read the CRL: {exc.strerror}") from None
+    if len(data) > _MAX_CRL_BYTES:
+        raise RevocationError(f"{path}: more than {_MAX_CRL_BYTES} bytes; not a CRL of ours")
+    try:
+        crl = x509.load_pem_x509_crl(data)
+    except ValueError as exc:
+        raise RevocationError(f"{path}: not a PEM CRL ({exc})") from None
+    if crl.issuer != ca.subject:
+        raise RevocationError(f"{path}: issued by {crl.issuer.rfc4514_string()}, not the CA")
+    if not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
+        raise RevocationError(f"{path}: signature does not verify with the CA's key")
+    if check_expiry:
+        now = now or dt.datetime.now(_UTC)
+        nxt = crl.next_update_utc
+        if nxt is None or nxt <= now:
+            raise RevocationError(
+                f"{path}: expired (next update {nxt}); refresh it with `exogpu certs revoke DIR`"
+            )
+    return crl
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    try:
+        ext = crl.extensions.get_extension_for_class(x509.CRLNumber)
+    except x509.ExtensionNotFound:
+        return 0
+    return int(ext.value.crl_number)
+
+
+def _revoke_with(
+    d: Path, ca: CertificateAuthority, serials: Iterable[int], days: int = 365
+) -> x509.CertificateRevocationList:
+    path = d / CRL_FILE
+    revoked: dict[int, dt.datetime] = {}
+    number = 0
+    if path.exists():
+        old = load_crl(path, ca.cert, check_expiry=False)
+        number = crl_number(old)
+        revoked = {r.serial_number: r.revocation_date_utc for r in old}
+    elif not path.parent.exists():
+        raise FileNotFoundError(f"{d} does not exist")
+    now = dt.datetime.now(_UTC)
+    for serial in serials:
+        revoked.setdefault(serial, now)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.cert.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=days))
+        .add_extension(x509.CRLNumber(number + 1), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+    )
+    for serial, when in sorted(revoked.items()):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+        )
+    crl = builder.sign(ca.key, hashes.SHA256())
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return crl
+
+
+def revoke(
+    directory: str | os.PathLike[str], serials: Iterable[int] = (), *, days: int = 365
+) -> x509.CertificateRevocationList:
+    """Add `serials` to DIR's CRL (made if missing), re-signed with a higher CRL number
+    and a next update `days` ahead; with no serials it just refreshes the CRL."""
+    d = Path(directory)
+    if days < 1:
+        raise ValueError(f"the CRL must be valid for at least one day, not {days}")
+    return _revoke_with(d, load_ca(d), serials, days)
+
+
+def serial_of(path: str | os.PathLike[str]) -> int:
+    return int(x509.load_pem_x509_certificate(Path(path).read_bytes()).serial_number)
 
 
 # -- contexts ------------------------------------------------------------------------------
@@ -263,12 +411,20 @@ def _tls13_only(ctx: ssl.SSLContext) -> ssl.SSLContext:
 
 
 def server_context(
-    cert: str | os.PathLike[str], key: str | os.PathLike[str], ca: str | os.PathLike[str]
+    cert: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    ca: str | os.PathLike[str],
+    crl: str | os.PathLike[str] | None = None,
 ) -> ssl.SSLContext:
-    """TLS 1.3 only; a client certificate from `ca` is required."""
+    """TLS 1.3 only; a client certificate from `ca` is required, and, with `crl`,
+    one not revoked by it (checked on every handshake)."""
     ctx = _tls13_only(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     ctx.load_cert_chain(cert, key)
     ctx.load_verify_locations(ca)
+    if crl is not None:
+        load_crl(crl, x509.load_pem_x509_certificate(Path(ca).read_bytes()))
+        ctx.load_verify_locations(crl)  # the CRL goes into the trust store...
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF  # ...and must be consulted
     return ctx
 
 
@@ -307,12 +463,13 @@ def _observed_sslobject(observer: HandshakeObserver) -> type[ssl.SSLObject]:
 
 
 class ReloadingServerContext:
-    """A server context whose certificate, key and CA can be replaced while running.
+    """A server context whose certificate, key, CA and CRL can be replaced while running.
 
     `context` is the one given to the server; each new handshake is moved to the
     context built from the files at the last `reload()`. Connections already open
     keep what they negotiated. `observer`, if given, is told of every handshake
-    (the SSL object and the error, None on success)."""
+    (the SSL object and the error, None on success). With `crl`, every handshake
+    checks the client's certificate against the CRL loaded last."""
 
     def __init__(
         self,
@@ -320,15 +477,39 @@ class ReloadingServerContext:
         key: str | os.PathLike[str],
         ca: str | os.PathLike[str],
         observer: HandshakeObserver | None = None,
+        crl: str | os.PathLike[str] | None = None,
     ):
         self.files = NodeFiles(Path(cert), Path(key), Path(ca))
-        self._current = server_context(cert, key, ca)
-        self._stamp = self._file_stamp()
+        self.crl_path = Path(crl) if crl is not None else None
         self._lock = threading.Lock()
-        self.context = server_context(cert, key, ca)
+        self.crl: x509.CertificateRevocationList | None = None
+        self._current = self._build()
+        self._stamp = self._file_stamp()
+        self.context = server_context(cert, key, ca, self.crl_path)
         self.context.sni_callback = self._pick
         if observer is not None:
             self.context.sslobject_class = _observed_sslobject(observer)
+
+    def _build(self) -> ssl.SSLContext:
+        crl = None
+        if self.crl_path is not None:
+            ca = x509.load_pem_x509_certificate(self.files.ca.read_bytes())
+            crl = load_crl(self.crl_path, ca)
+            old = self.crl
+            if (
+                old is not None
+                and old.issuer == crl.issuer
+                and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+                and old.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+                and crl_number(crl) < crl_number(old)
+            ):
+                raise RevocationError(
+                    f"{self.crl_path}: CRL number {crl_number(crl)} is older than the one in "
+                    f"force ({crl_number(old)}); an old CRL would take revocations back"
+                )
+        ctx = server_context(self.files.cert, self.files.key, self.files.ca, self.crl_path)
+        self.crl = crl
+        return ctx
 
     def _pick(
         self, sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext
@@ -336,7 +517,10 @@ class ReloadingServerContext:
         sock.context = self._current
 
     def _file_stamp(self) -> tuple[int, ...]:
-        return tuple(p.stat().st_mtime_ns for p in (self.files.cert, self.files.key, self.files.ca))
+        paths = [self.files.cert, self.files.key, self.files.ca]
+        if self.crl_path is not None:
+            paths.append(self.crl_path)
+        return tuple(p.stat().st_mtime_ns for p in paths)
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -344,11 +528,14 @@ class ReloadingServerContext:
 
     def reload(self) -> None:
         """Build a context from the files now; raises (keeping the old one) if they
-        are unreadable or the key does not match the certificate."""
+        are unreadable, the key does not match the certificate, or the CRL is
+        refused."""
         with self._lock:
-            fresh = server_context(self.files.cert, self.files.key, self.files.ca)
-            self._current = fresh
-            self._stamp = self._file_stamp()
+            stamp = self._file_stamp()
+            try:
+                self._current = self._build()
+            finally:
+                self._stamp = stamp  # a refused set of files is not retried until it changes
 
     def reload_if_changed(self) -> bool:
         """Reload when any file changed since the last load; True if it did."""

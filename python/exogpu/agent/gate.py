@@ -1,0 +1,258 @@
+"""The door every TCP connection goes through before the HTTP server sees a byte.
+
+A `Gate` is the protocol of one accepted connection. It refuses the connection at
+once when the agent holds `max_connections` in total or `max_per_peer` from that
+address; otherwise it runs the TLS handshake itself (`loop.start_tls`, bounded by
+`handshake_timeout`), so a failed handshake is known together with the peer's
+address, and only then hands the TLS transport to the HTTP protocol. From the end
+of the handshake, and from the first byte of every later request, the request's
+headers must be parsed within `header_timeout` or the connection is cut
+(a client dribbling headers holds a slot for that long at most).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Gate", "GateEvents", "Gates", "Limits", "subject_of"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 512
+    max_per_peer: int = 64
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_per_peer"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("handshake_timeout", "header_timeout", "keepalive_timeout"):
+            value = getattr(self, name)
+            if not 0 < value < 86400:
+                raise ValueError(f"{name} must be more than 0 and under a day, got {value}")
+
+
+def subject_of(peercert: Any) -> str | None:
+    """The subject of a certificate as `ssl` decodes it, as `CN=alice,O=...`."""
+    if not peercert:
+        return None
+    parts = [f"{key}={value}" for rdn in peercert.get("subject", ()) for key, value in rdn]
+    return ",".join(parts) or None
+
+
+class GateEvents(Protocol):
+    """What a gate tells its owner."""
+
+    def refused(
+        self, kind: str, reason: str, peer: str, subject: str | None, **details: Any
+    ) -> None: ...
+
+    def handshake_done(self, peer: str, error: BaseException | None) -> None: ...
+
+    def make_protocol(self) -> asyncio.Protocol: ...
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(getattr(exc, "verify_message", None) or exc.reason or exc)
+    if isinstance(exc, ConnectionAbortedError) and "taking longer" in str(exc):
+        return "handshake timeout"
+    return type(exc).__name__ if not str(exc) else str(exc)
+
+
+class Gates:
+    """All open gates: counts in total and per peer, and the gate of a TLS transport."""
+
+    def __init__(self, limits: Limits, context: ssl.SSLContext, events: GateEvents):
+        self.limits = limits
+        self.context = context
+        self.events = events
+        self.open = 0
+        self.per_peer: Counter[str] = Counter()
+        self._by_transport: dict[asyncio.BaseTransport, Gate] = {}
+        self._all: set[Gate] = set()
+
+    def factory(self) -> Gate:
+        return Gate(self)
+
+    def request_started(self, transport: asyncio.BaseTransport | None) -> None:
+        gate = self._by_transport.get(transport) if transport is not None else None
+        if gate is not None:
+            gate.busy = True
+            gate.cancel_deadline()
+
+    def request_finished(self, transport: asyncio.BaseTransport | None) -> None:
+        gate = self._by_transport.get(transport) if transport is not None else None
+        if gate is not None:
+            gate.busy = False
+
+    def abort_all(self) -> None:
+        """Cut connections still in their handshake (at shutdown)."""
+        for gate in list(self._all):
+            if gate.protocol is None:
+                gate.abort()
+
+
+class Gate(asyncio.Protocol):
+    def __init__(self, gates: Gates):
+        self.gates = gates
+        self.peer = "?"
+        self.raw: asyncio.Transport | None = None
+        self.tls: asyncio.Transport | None = None
+        self.protocol: asyncio.Protocol | None = None
+        self.busy = False
+        self._pending: list[bytes] = []
+        self._eof = False
+        self._admitted = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._aborted = False
+
+    # -- raw connection ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.raw = transport
+        address = transport.get_extra_info("peername")
+        self.peer = str(address[0]) if address else "?"
+        gates, limits = self.gates, self.gates.limits
+        reason = None
+        if gates.open >= limits.max_connections:
+            reason = f"{gates.open} connections open, the limit is {limits.max_connections}"
+        elif gates.per_peer[self.peer] >= limits.max_per_peer:
+            reason = (
+                f"{gates.per_peer[self.peer]} connections open from this peer, "
+                f"the limit is {limits.max_per_peer}"
+            )
+        if reason is not None:
+            self._aborted = True
+            transport.abort()
+            gates.events.refused("connection_cap", reason, self.peer, None)
+            return
+        self._admitted = True
+        gates.open += 1
+        gates.per_peer[self.peer] += 1
+        gates._all.add(self)
+        transport.pause_reading()  # nothing is read until the TLS layer is in place
+        self._task = asyncio.get_running_loop().create_task(self._handshake())
+
+    async def _handshake(self) -> None:
+        assert self.raw is not None
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(
+                self.raw,
+                self,
+                self.gates.context,
+                server_side=True,
+                ssl_handshake_timeout=self.gates.limits.handshake_timeout,
+            )
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+        except Exception as exc:  # every failure is the peer's: bad certificate, timeout, reset
+            self.gates.events.handshake_done(self.peer, exc)
+            if not self._aborted:
+                self.gates.events.refused(
+                    "tls_handshake", _reason(exc), self.peer, None, error=str(exc)
+                )
+            self.abort()
+            self._release()
+            return
+        if tls is None or self._aborted:  # cut while the handshake finished
+            self._release()
+            return
+        self.gates.events.handshake_done(self.peer, None)
+        self.tls = tls
+        self.gates._by_transport[tls] = self
+        self._arm()
+        protocol = self.gates.events.make_protocol()
+        self.protocol = protocol
+        protocol.connection_made(tls)
+        pending, self._pending = self._pending, []
+        for chunk in pending:
+            protocol.data_received(chunk)
+        if self._eof:
+            protocol.eof_received()
+
+    # -- deadline ------------------------------------------------------------------------
+    def _arm(self) -> None:
+        if self._deadline is None and not self.busy:
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self.gates.limits.header_timeout, self._expired)
+
+    def cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.busy or self._aborted:
+            return
+        subject = subject_of(self.tls.get_extra_info("peercert")) if self.tls else None
+        self.gates.events.refused(
+            "header_deadline",
+            f"request headers not complete within {self.gates.limits.header_timeout} s",
+            self.peer,
+            subject,
+        )
+        self.abort()
+
+    def abort(self) -> None:
+        self._aborted = True
+        self.cancel_deadline()
+        transport = self.tls or self.raw
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+        elif self.raw is not None:
+            self.raw.abort()
+
+    def _release(self) -> None:
+        if self._admitted:
+            self._admitted = False
+            gates = self.gates
+            gates.open -= 1
+            gates.per_peer[self.peer] -= 1
+            if gates.per_peer[self.peer] <= 0:
+                del gates.per_peer[self.peer]
+            gates._all.discard(self)
+            if self.tls is not None:
+                gates._by_transport.pop(self.tls, None)
+
+    # -- data from the TLS layer, forwarded to the HTTP protocol --------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.tls is not None and not self.busy:
+            self._arm()
+        if self.protocol is None:
+            self._pending.append(data)
+        else:
+            self.protocol.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self.protocol is None:
+            self._eof = True
+            return None
+        return self.protocol.eof_received()
+
+    def pause_writing(self) -> None:
+        if self.protocol is not None:
+            self.protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.protocol is not None:
+            self.protocol.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.cancel_deadline()
+        self._release()
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None:
+            protocol.connection_lost(exc)
+
