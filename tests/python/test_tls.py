@@ -14,16 +14,24 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exogpu.security.tls import (
+    CRL_FILE,
     PinMismatch,
     ReloadingServerContext,
+    RevocationError,
     check_pin,
     client_context,
+    crl_number,
     expiry_warnings,
     init_certs,
     issue_node_certificate,
+    issue_nodes,
     load_ca,
+    load_crl,
+    make_ca,
+    revoke,
     server_context,
     spki_pin,
+    write_pem,
 )
 
 
@@ -128,3 +136,80 @@ def test_reload_with_mismatched_key_keeps_the_old_context(tmp_path: Path) -> Non
     with pytest.raises(ssl.SSLError):
         rc.reload_if_changed()
     assert rc._current is before
+
+
+def test_crl_is_signed_by_the_ca_and_openssl_agrees(tmp_path: Path) -> None:
+    init_certs(tmp_path, ["a", "b"])
+    ca = load(tmp_path / "ca.pem")
+    empty = load_crl(tmp_path / CRL_FILE, ca)
+    assert len(empty) == 0 and crl_number(empty) == 1
+    serial = load(tmp_path / "a.pem").serial_number
+    crl = revoke(tmp_path, [serial])
+    assert crl_number(crl) == 2
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+    # an independent verifier: openssl itself
+    verify = ["openssl", "verify", "-crl_check", "-CAfile", str(tmp_path / "ca.pem"),
+              "-CRLfile", str(tmp_path / CRL_FILE)]
+    a = subprocess.run([*verify, str(tmp_path / "a.pem")], capture_output=True, text=True,
+                       check=False)
+    b = subprocess.run([*verify, str(tmp_path / "b.pem")], capture_output=True, text=True,
+                       check=False)
+    assert a.returncode != 0 and "certificate revoked" in a.stdout + a.stderr
+    assert b.returncode == 0, b.stdout + b.stderr
+    # revoking again keeps what was revoked
+    again = revoke(tmp_path, [])
+    assert crl_number(again) == 3 and len(again) == 1
+
+
+def test_reissue_revokes_only_certificates_of_this_ca(tmp_path: Path) -> None:
+    first = issue_nodes(tmp_path, ["a"])
+    assert first[0].revoked is None
+    second = issue_nodes(tmp_path, ["a"])
+    assert second[0].revoked == first[0].serial
+    other = tmp_path / "other"
+    foreign, _ = issue_node_certificate(make_ca("elsewhere"), "a")
+    other.mkdir()
+    init_certs(other, ["x"])
+    write_pem(other / "a.pem", foreign)  # a certificate this CA did not issue
+    assert issue_nodes(other, ["a"])[0].revoked is None
+
+
+@pytest.mark.parametrize("fault", ["other-ca", "tampered", "expired", "too-big", "missing"])
+def test_load_crl_refuses(tmp_path: Path, fault: str) -> None:
+    init_certs(tmp_path, ["a"])
+    ca = load(tmp_path / "ca.pem")
+    path = tmp_path / CRL_FILE
+    now = dt.datetime.now(dt.timezone.utc)
+    if fault == "other-ca":
+        init_certs(tmp_path / "o", ["a"])
+        path = tmp_path / "o" / CRL_FILE
+    elif fault == "tampered":
+        crl = x509.load_pem_x509_crl(path.read_bytes())
+        der = bytearray(crl.public_bytes(serialization.Encoding.DER))
+        der[-1] ^= 1  # the last byte of the signature
+        path.write_bytes(x509.load_der_x509_crl(bytes(der)).public_bytes(
+            serialization.Encoding.PEM))
+    elif fault == "too-big":
+        path.write_bytes(b"A" * (17 << 20))
+    elif fault == "missing":
+        path.unlink()
+    with pytest.raises(RevocationError) as info:
+        load_crl(path, ca, now=now + dt.timedelta(days=400) if fault == "expired" else None)
+    expected = {"other-ca": "does not verify", "tampered": "does not verify",
+                "expired": "expired", "too-big": "more than", "missing": "cannot read"}[fault]
+    assert expected in str(info.value) and str(path) in str(info.value)
+
+
+def test_reload_refuses_an_older_crl(tmp_path: Path) -> None:
+    init_certs(tmp_path, ["n"])
+    old = (tmp_path / CRL_FILE).read_bytes()
+    revoke(tmp_path, [12345])
+    rc = ReloadingServerContext(tmp_path / "n.pem", tmp_path / "n.key", tmp_path / "ca.pem",
+                                crl=tmp_path / CRL_FILE)
+    assert rc.crl is not None and crl_number(rc.crl) == 2
+    before = rc._current
+    (tmp_path / CRL_FILE).write_bytes(old)
+    with pytest.raises(RevocationError, match="older than the one in force"):
+        rc.reload()
+    assert rc._current is before and crl_number(rc.crl) == 2
+    assert rc.reload_if_changed() is False  # a refused file is not retried until it changes

@@ -95,22 +95,59 @@ def _audit_query(args: argparse.Namespace) -> int:
 def _certs_init(args: argparse.Namespace) -> int:
     from cryptography import x509
 
-    from exogpu.security.tls import expiry_warnings, init_certs, spki_pin
+    from exogpu.security.tls import RevocationError, expiry_warnings, issue_nodes, spki_pin
 
     try:
-        made = init_certs(args.dir, args.node, days=args.days)
-    except (ValueError, FileExistsError, OSError) as exc:
+        made = issue_nodes(args.dir, args.node, days=args.days)
+    except (ValueError, FileExistsError, OSError, RevocationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"CA: {Path(args.dir) / 'ca.pem'}")
-    for files in made:
+    for issued in made:
+        files = issued.files
         cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
         print(
             f"{files.cert.stem}: {files.cert} {files.key} pin {spki_pin(cert)} "
             f"expires {cert.not_valid_after_utc:%Y-%m-%d}"
         )
+        if issued.revoked is not None:
+            print(f"{files.cert.stem}: revoked the certificate it replaces, serial "
+                  f"{issued.revoked:x}")
         for w in expiry_warnings([(str(files.cert), cert)]):
             print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def _parse_serial(text: str) -> int:
+    try:
+        value = int(text.replace(":", ""), 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a hexadecimal serial") from None
+    if not 0 < value < 1 << 160:  # RFC 5280: positive, at most 20 octets
+        raise argparse.ArgumentTypeError(f"serial {text!r} is out of range")
+    return value
+
+
+def _certs_revoke(args: argparse.Namespace) -> int:
+    from exogpu.security.tls import RevocationError, crl_number, node_files, revoke, serial_of
+
+    serials: list[tuple[int, str]] = [(s, "by serial") for s in args.serial or []]
+    try:
+        for node in args.node or []:
+            serials.append((serial_of(node_files(args.dir, node).cert), f"node {node}"))
+        for path in args.cert or []:
+            serials.append((serial_of(path), str(path)))
+        crl = revoke(args.dir, [s for s, _ in serials], days=args.days)
+    except (ValueError, OSError, RevocationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for serial, what in serials:
+        print(f"revoked {serial:x} ({what})")
+    print(
+        f"CRL {Path(args.dir) / 'crl.pem'}: number {crl_number(crl)}, {len(crl)} revoked, "
+        f"next update {crl.next_update_utc:%Y-%m-%d}; running agents take it at their next "
+        "reload (or on SIGHUP)"
+    )
     return 0
 
 
@@ -204,6 +241,19 @@ def register(subparsers: Any) -> None:
     init.add_argument("--node", action="append", required=True, metavar="NAME")
     init.add_argument("--days", type=int, default=365, help="validity of node certificates")
     init.set_defaults(func=_certs_init)
+    rev = certs_sub.add_parser(
+        "revoke",
+        help="take certificates back (the CA-signed CRL, DIR/crl.pem)",
+        description="Add certificates to DIR's CRL, signed by the CA, with a higher CRL "
+        "number. With nothing to revoke, refreshes the CRL (a new next update). Agents "
+        "check every handshake against it and pick changes up without a restart.",
+    )
+    rev.add_argument("dir", metavar="DIR")
+    rev.add_argument("--node", action="append", metavar="NAME", help="revoke NAME's current one")
+    rev.add_argument("--serial", action="append", type=_parse_serial, metavar="HEX")
+    rev.add_argument("--cert", action="append", metavar="PEM", help="revoke this certificate")
+    rev.add_argument("--days", type=int, default=365, help="until the CRL's next update")
+    rev.set_defaults(func=_certs_revoke)
     pin = certs_sub.add_parser("pin", help="print the SPKI SHA-256 pin of certificates")
     pin.add_argument("certs", nargs="+", metavar="CERT")
     pin.set_defaults(func=_certs_pin)

@@ -52,6 +52,7 @@ __all__ = [
     "check_pin",
     "client_context",
     "common_name",
+    "crl_number",
     "expiry_warnings",
     "init_certs",
     "issue_node_certificate",
