@@ -13,12 +13,15 @@ headers must be parsed within `header_timeout` or the connection is cut
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import ssl
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Gate", "GateEvents", "Gates", "Limits", "subject_of"]
+__all__ = ["Gate", "GateEvents", "Gates", "Limits", "Listener", "subject_of"]
 
 
 @dataclass(frozen=True)
@@ -256,3 +259,109 @@ class Gate(asyncio.Protocol):
         if protocol is not None:
             protocol.connection_lost(exc)
 
+
+
+# Back-off when accept() finds no descriptor: from the first failure, doubling to
+# the cap, back to the start once a connection is accepted again.
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 2.0
+_ACCEPTS_PER_TICK = 64
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class Listener:
+    """The listening socket, accepted by hand rather than by `loop.create_server`.
+
+    asyncio's own accept loop (CPython 3.11 to 3.13) keeps calling accept() after
+    EMFILE within one wake-up, reporting each failure and scheduling one retry per
+    failure, so a flood that exhausts descriptors multiplies into thousands of log
+    records a second. Here one failure stops accepting, and accepting resumes after
+    a back-off that doubles while the failures go on; `on_exhausted` is told once
+    per failure (the agent counts them and logs a summary)."""
+
+    def __init__(
+        self,
+        gates: Gates,
+        host: str,
+        port: int,
+        *,
+        backlog: int = 1024,
+        on_exhausted: Callable[[OSError, float], None] | None = None,
+    ):
+        self.gates = gates
+        self.host, self.port, self.backlog = host, port, backlog
+        self.on_exhausted = on_exhausted
+        self.delay = _BACKOFF_FIRST
+        self._sock: socket.socket | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self) -> int:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(self.backlog)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._ready)
+        return int(sock.getsockname()[1])
+
+    def _ready(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        for _ in range(_ACCEPTS_PER_TICK):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    self._back_off(exc)
+                return  # anything else: the next wake-up tries again
+            self.delay = _BACKOFF_FIRST
+            conn.setblocking(False)
+            task = loop.create_task(self._connect(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(self.gates.factory, conn)
+        except OSError:
+            conn.close()
+
+    def _back_off(self, exc: OSError) -> None:
+        assert self._sock is not None
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._sock.fileno())
+        if self.on_exhausted is not None:
+            self.on_exhausted(exc, self.delay)
+        self._retry = loop.call_later(self.delay, self._resume)
+        self.delay = min(self.delay * 2, _BACKOFF_MAX)
+
+    def _resume(self) -> None:
+        self._retry = None
+        if self._sock is not None:
+            asyncio.get_running_loop().add_reader(self._sock.fileno(), self._ready)
+
+    def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        for task in self._tasks:
+            task.cancel()

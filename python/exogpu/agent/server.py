@@ -30,10 +30,11 @@ handshake with a deadline, a deadline for request headers. Every refusal (cap,
 deadline, failed handshake, a request the HTTP parser refuses) is audited with
 the peer's address and, once the handshake is done, the certificate's subject,
 coalesced per peer and reason so that a flood cannot flood the log
-(exogpu.agent.refusals). `accept()` running out of file descriptors backs off
-(asyncio retries the listening socket a second later) and is logged once per
-minute with a count, not once per failure. Request bodies are parsed with
-exogpu.bounded_input: hostile JSON or TOML is a 400 naming the fault, never a 500.
+(exogpu.agent.refusals). `accept()` running out of file descriptors stops
+accepting for a back-off that doubles while it lasts, and is logged once per
+minute with a count, not once per failure (exogpu.agent.gate.Listener). Request
+bodies are parsed with exogpu.bounded_input: hostile JSON or TOML is a 400 naming
+the fault, never a 500.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from exogpu.agent.gate import Gates, Limits, subject_of
+from exogpu.agent.gate import Gates, Limits, Listener, subject_of
 from exogpu.agent.metrics import CONTENT_TYPE_LATEST, Family, exposition
 from exogpu.agent.refusals import Refusal, RefusalLog
 from exogpu.bounded_input import load_json
@@ -127,7 +128,6 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 
 
 
-_ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
 _ACCEPT_LOG_EVERY = 60.0
 
 
@@ -245,10 +245,9 @@ class Agent:
         self.refusals = RefusalLog(self._audit_refusal, config.refusal_window)
         self._policy_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._listener: Listener | None = None
         self._gates: Gates | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._old_handler: Any = None
         self.port: int | None = None
         self._last_expiry_check = 0.0
 
@@ -312,27 +311,21 @@ class Agent:
             access_log=None,
         )
 
-    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """asyncio reports accept() failing for want of file descriptors through here
-        (and retries the socket a second later): count them, log once a minute."""
-        if context.get("message") == _ACCEPT_EXHAUSTED:
-            self.accept_exhausted += 1
-            self._accept_unlogged += 1
-            now = time.monotonic()
-            if now - self._accept_logged >= _ACCEPT_LOG_EVERY:
-                _log.error(
-                    "accept() out of file descriptors (%s), %d time(s) since the last report; "
-                    "backing off, retrying each second",
-                    context.get("exception"),
-                    self._accept_unlogged,
-                )
-                self._accept_logged = now
-                self._accept_unlogged = 0
-            return
-        if self._old_handler is not None:
-            self._old_handler(loop, context)
-        else:
-            loop.default_exception_handler(context)
+    def _accept_exhausted(self, exc: OSError, delay: float) -> None:
+        """accept() found no descriptor: counted each time, logged once a minute."""
+        self.accept_exhausted += 1
+        self._accept_unlogged += 1
+        now = time.monotonic()
+        if now - self._accept_logged >= _ACCEPT_LOG_EVERY:
+            _log.error(
+                "accept() out of file descriptors (%s), %d time(s) since the last report; "
+                "backing off (now %.2f s)",
+                exc,
+                self._accept_unlogged,
+                delay,
+            )
+            self._accept_logged = now
+            self._accept_unlogged = 0
 
     # -- app -----------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -790,7 +783,6 @@ class Agent:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> int:
-        loop = asyncio.get_running_loop()
         await self._audit(
             EventType.SYSTEM_START,
             details={
@@ -810,16 +802,13 @@ class Agent:
         )
         await self._runner.setup()
         self._gates = Gates(self.config.limits, self.tls.context, self)
-        self._old_handler = loop.get_exception_handler()
-        loop.set_exception_handler(self._loop_exception)
-        self._server = await loop.create_server(
-            self._gates.factory,
+        self._listener = Listener(
+            self._gates,
             self.config.bind,
             self.config.port,
-            backlog=1024,
-            reuse_address=True,
+            on_exhausted=self._accept_exhausted,
         )
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.port = self._listener.start()
         self._watcher = asyncio.create_task(self._watch())
         return self.port
 
@@ -828,8 +817,8 @@ class Agent:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        if self._server is not None:
-            self._server.close()  # no new connections
+        if self._listener is not None:
+            self._listener.close()  # no new connections
         if self._gates is not None:
             self._gates.abort_all()  # those still in their handshake
         if self._runner is not None:
@@ -843,7 +832,6 @@ class Agent:
             await close_probes()
         await self._audit(EventType.SYSTEM_STOP, details={"node": self.config.node})
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
-        asyncio.get_running_loop().set_exception_handler(self._old_handler)
 
 
 async def run_agent(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
@@ -177,11 +178,37 @@ def _network_probe_hook() -> Any:
     return NetworkProbeServers()
 
 
+def _raise_file_limit(connections: int) -> None:
+    """Take the soft descriptor limit up to the hard one: the connection cap, not the
+    soft default (often 1024), should be what turns clients away."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, connections + 256))
+    if want != soft and (soft != resource.RLIM_INFINITY):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 1 << 20), hard))
+
+
 def _agent(args: argparse.Namespace) -> int:
+    from exogpu.agent.gate import Limits
     from exogpu.agent.server import AgentConfig, run_agent
     from exogpu.security.rbac import PolicyError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        limits = Limits(
+            max_connections=args.max_connections,
+            max_per_peer=args.max_per_peer,
+            handshake_timeout=args.handshake_timeout,
+            header_timeout=args.header_timeout,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _raise_file_limit(limits.max_connections)
     config = AgentConfig(
         certs=Path(args.certs),
         node=args.node,
@@ -191,6 +218,7 @@ def _agent(args: argparse.Namespace) -> int:
         port=args.port,
         audit_durability=args.audit_durability,
         reload_interval=args.reload_interval,
+        limits=limits,
     )
 
     def ready(port: int) -> None:
@@ -273,6 +301,13 @@ def register(subparsers: Any) -> None:
         type=float,
         default=5.0,
         metavar="SECONDS",
-        help="how often certificates and the policy file are checked",
+        help="how often certificates, the CRL and the policy file are checked",
     )
+    agent.add_argument("--max-connections", type=int, default=512, metavar="N",
+                       help="connections open at once, in total")
+    agent.add_argument("--max-per-peer", type=int, default=64, metavar="N",
+                       help="connections open at once from one address")
+    agent.add_argument("--handshake-timeout", type=float, default=10.0, metavar="SECONDS")
+    agent.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="from the handshake (or a request's first byte) to its headers")
     agent.set_defaults(func=_agent)
