@@ -42,7 +42,8 @@ name = "alice"
 roles = ["user"]
 devices = ["*"]
 """
-LIMITS = Limits(max_connections=24, max_per_peer=6, handshake_timeout=1.5, header_timeout=1.5)
+LIMITS = Limits(max_connections=24, max_per_peer=6, new_per_peer_per_second=1000,
+                handshake_timeout=1.5, header_timeout=1.5)
 
 
 @dataclass
@@ -138,6 +139,27 @@ def test_caps_per_peer_and_in_total(env: Env) -> None:
     assert {r["details"]["remote"] for r in caps} == {"127.0.0.2", "127.0.0.9"}
     assert any("from this peer" in r["details"]["reason"] for r in caps)
     assert any("connections open, the limit is 24" in r["details"]["reason"] for r in caps)
+
+
+def test_a_peer_reconnecting_without_end_is_turned_away_before_tls(tmp_path: Path) -> None:
+    init_certs(tmp_path / "certs", ["node-a", "alice"])
+    (tmp_path / "policy.toml").write_text(POLICY)
+    limits = Limits(max_per_peer=5, new_per_peer_per_second=2)
+    config = AgentConfig(certs=tmp_path / "certs", node="node-a",
+                         policy=tmp_path / "policy.toml", audit_log=tmp_path / "audit.log",
+                         limits=limits, refusal_window=0.2)
+    with AgentThread(config) as agent:
+        env = Env(tmp_path, agent)
+        for _ in range(12):  # one at a time, never more than one open: no cap applies
+            socket.create_connection(("127.0.0.1", env.port),
+                                     source_address=("127.0.0.8", 0)).close()
+        with env.client() as c:  # another address is not limited by this one
+            assert c.backends()
+        rate = env.refusals("connection_rate")
+    refused = sum(r["details"]["count"] for r in rate)
+    assert 12 - 5 - 2 <= refused <= 12 - 5  # all but the burst (and a token or two refilled)
+    assert {r["details"]["remote"] for r in rate} == {"127.0.0.8"}
+    assert all("new connections a second" in r["details"]["reason"] for r in rate)
 
 
 def test_silent_connections_are_cut_at_the_handshake_deadline(env: Env) -> None:
@@ -322,7 +344,8 @@ def test_valid_clients_are_served_through_a_flood(env: Env) -> None:
     refused = sum(r["details"]["count"] for r in recs if r["details"].get("refused"))
     assert refused == agent.refusals.total  # every refusal accounted for in the log
     no_cert = sum(r["details"]["count"] for r in recs
-                  if r["details"].get("refused") == "tls_handshake"
+                  if r["details"].get("refused") in ("tls_handshake", "connection_cap",
+                                                     "connection_rate")
                   and r["details"]["remote"] == "127.0.0.6")
     assert no_cert == made[0]  # each attempt of the flood is in the log
     ok = sum(r["type"] == "system.api_request" and r["outcome"] == "success" for r in recs)

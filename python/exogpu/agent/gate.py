@@ -1,8 +1,9 @@
 """The door every TCP connection goes through before the HTTP server sees a byte.
 
 A `Gate` is the protocol of one accepted connection. It refuses the connection at
-once when the agent holds `max_connections` in total or `max_per_peer` from that
-address; otherwise it runs the TLS handshake itself (`loop.start_tls`, bounded by
+once when its address opens connections faster than `new_per_peer_per_second`
+(after a burst), or the agent holds `max_connections` in total or `max_per_peer`
+from that address; otherwise it runs the TLS handshake itself (`loop.start_tls`, bounded by
 `handshake_timeout`), so a failed handshake is known together with the peer's
 address, and only then hands the TLS transport to the HTTP protocol. From the end
 of the handshake, and from the first byte of every later request, the request's
@@ -28,6 +29,10 @@ __all__ = ["Gate", "GateEvents", "Gates", "Limits", "Listener", "subject_of"]
 class Limits:
     max_connections: int = 512
     max_per_peer: int = 64
+    # New connections a peer may open per second, after a burst of max_per_peer:
+    # a handshake costs the agent a signature, so an address that reconnects
+    # without end is turned away before the TLS layer, not after it.
+    new_per_peer_per_second: float = 20.0
     handshake_timeout: float = 10.0
     header_timeout: float = 10.0
     keepalive_timeout: float = 30.0
@@ -36,10 +41,18 @@ class Limits:
         for name in ("max_connections", "max_per_peer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("handshake_timeout", "header_timeout", "keepalive_timeout"):
+        for name in (
+            "new_per_peer_per_second",
+            "handshake_timeout",
+            "header_timeout",
+            "keepalive_timeout",
+        ):
             value = getattr(self, name)
             if not 0 < value < 86400:
                 raise ValueError(f"{name} must be more than 0 and under a day, got {value}")
+
+
+_MAX_BUCKETS = 8192
 
 
 def subject_of(peercert: Any) -> str | None:
@@ -81,6 +94,21 @@ class Gates:
         self.per_peer: Counter[str] = Counter()
         self._by_transport: dict[asyncio.BaseTransport, Gate] = {}
         self._all: set[Gate] = set()
+        self._buckets: dict[str, tuple[float, float]] = {}  # peer -> (tokens, when)
+
+    def take_token(self, peer: str) -> bool:
+        """A token bucket per peer: True when `peer` may open a connection now."""
+        rate = self.limits.new_per_peer_per_second
+        burst = float(self.limits.max_per_peer)
+        now = asyncio.get_running_loop().time()
+        tokens, when = self._buckets.get(peer, (burst, now))
+        tokens = min(burst, tokens + (now - when) * rate)
+        allowed = tokens >= 1.0
+        self._buckets[peer] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > _MAX_BUCKETS:  # forget peers whose bucket is full again
+            full = burst / rate
+            self._buckets = {p: b for p, b in self._buckets.items() if now - b[1] < full}
+        return allowed
 
     def factory(self) -> Gate:
         return Gate(self)
@@ -126,7 +154,14 @@ class Gate(asyncio.Protocol):
         self.peer = str(address[0]) if address else "?"
         gates, limits = self.gates, self.gates.limits
         reason = None
-        if gates.open >= limits.max_connections:
+        kind = "connection_cap"
+        if not gates.take_token(self.peer):
+            kind = "connection_rate"
+            reason = (
+                f"more than {limits.new_per_peer_per_second:g} new connections a second "
+                "from this peer"
+            )
+        elif gates.open >= limits.max_connections:
             reason = f"{gates.open} connections open, the limit is {limits.max_connections}"
         elif gates.per_peer[self.peer] >= limits.max_per_peer:
             reason = (
@@ -136,7 +171,7 @@ class Gate(asyncio.Protocol):
         if reason is not None:
             self._aborted = True
             transport.abort()
-            gates.events.refused("connection_cap", reason, self.peer, None)
+            gates.events.refused(kind, reason, self.peer, None)
             return
         self._admitted = True
         gates.open += 1

@@ -25,7 +25,8 @@ what is running, and the watcher carries on. Shutdown (SIGTERM/SIGINT or `stop()
 finishes in-flight requests, records `system.stop` and closes (flushes and fsyncs)
 the audit log.
 
-Connections pass a gate (exogpu.agent.gate): caps in total and per peer, the TLS
+Connections pass a gate (exogpu.agent.gate): caps in total and per peer, a rate
+of new connections per peer, the TLS
 handshake with a deadline, a deadline for request headers. Every refusal (cap,
 deadline, failed handshake, a request the HTTP parser refuses) is audited with
 the peer's address and, once the handshake is done, the certificate's subject,
@@ -488,7 +489,13 @@ class Agent:
             "Connections and requests refused, by kind.",
             ["kind"],
         )
-        for kind in ("connection_cap", "tls_handshake", "header_deadline", "http_parser"):
+        for kind in (
+            "connection_cap",
+            "connection_rate",
+            "tls_handshake",
+            "header_deadline",
+            "http_parser",
+        ):
             refused.add(self.refusal_counts[kind], {"kind": kind})
         gates = self._gates
         crl = self.tls.crl

@@ -202,6 +202,7 @@ def _agent(args: argparse.Namespace) -> int:
         limits = Limits(
             max_connections=args.max_connections,
             max_per_peer=args.max_per_peer,
+            new_per_peer_per_second=args.new_per_peer,
             handshake_timeout=args.handshake_timeout,
             header_timeout=args.header_timeout,
         )
@@ -307,6 +308,8 @@ def register(subparsers: Any) -> None:
                        help="connections open at once, in total")
     agent.add_argument("--max-per-peer", type=int, default=64, metavar="N",
                        help="connections open at once from one address")
+    agent.add_argument("--new-per-peer", type=float, default=20.0, metavar="RATE",
+                       help="new connections a second from one address (after a burst)")
     agent.add_argument("--handshake-timeout", type=float, default=10.0, metavar="SECONDS")
     agent.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="from the handshake (or a request's first byte) to its headers")
