@@ -92,12 +92,36 @@ struct PyStream {
   }
 };
 
+// A buffer as Python sees it. Every export holds its own handle on the
+// memory, so free() drops only this object's handle: the memory goes back to
+// the pool once the last exported view is gone, never while one can still
+// read or write it.
 struct PyBuffer {
   Buffer buffer;
+  // The CUDA array interface hands out a bare pointer whose consumers keep
+  // this object (not the memory) alive: once it was taken, free() parks the
+  // handle here until this object itself is collected.
+  Buffer kept_for_interface;
+  bool interface_taken = false;
+  // Set once by the security layer: exports then go only through
+  // `_export_dlpack` with this same key (see GuardedBuffer).
+  nb::object export_key;
 
   [[nodiscard]] const Buffer& get() const {
     if (!buffer.valid()) throw InvalidArgument("the buffer was freed");
     return buffer;
+  }
+  void free() noexcept {
+    if (interface_taken && buffer.valid()) kept_for_interface = buffer;
+    buffer.reset();
+  }
+  // Raises BufferError when exports are restricted and `key` is not theirs.
+  void check_export(nb::handle key) const {
+    if (export_key.is_valid() && !key.is(export_key)) {
+      PyErr_SetString(PyExc_BufferError,
+                      "this buffer is exported only through the GuardedBuffer that owns it");
+      throw nb::python_error();
+    }
   }
 };
 
@@ -156,8 +180,19 @@ void copy_out(PyBuffer& self, nb::handle obj, std::size_t offset, PyStream* stre
 
 using ByteView = nb::ndarray<nb::numpy, std::uint8_t, nb::ndim<1>, nb::c_contig>;
 
-// A zero-copy numpy view of host-addressable memory that keeps `owner` alive.
-ByteView host_view(nb::handle owner, const PyBuffer& self) {
+// The owner of an exported view: its own handle on the buffer, dropped (with
+// the GIL held) when the last view of it goes.
+nb::capsule keeper_of(const Buffer& buffer) {
+  auto handle = std::make_unique<Buffer>(buffer);
+  nb::capsule keeper(handle.get(),
+                     [](void* p) noexcept { std::unique_ptr<Buffer> owned(static_cast<Buffer*>(p)); });
+  (void)handle.release();  // the capsule owns it now
+  return keeper;
+}
+
+// A zero-copy numpy view of host-addressable memory that keeps the memory
+// itself alive (not the Python buffer object, which free() can empty).
+ByteView host_view(const PyBuffer& self) {
   const Buffer& buffer = self.get();
   void* data = buffer.host_ptr();
   if (data == nullptr && buffer.size() > 0) {
@@ -167,7 +202,15 @@ ByteView host_view(nb::handle owner, const PyBuffer& self) {
     throw nb::python_error();
   }
   static std::uint8_t empty = 0;
-  return ByteView(data ? data : &empty, {buffer.size()}, owner);
+  return ByteView(data ? data : &empty, {buffer.size()}, keeper_of(buffer));
+}
+
+nb::object export_dlpack(const PyBuffer& self, const nb::kwargs& kwargs) {
+  if (auto exported = export_device_dlpack(self.get(), kwargs)) {
+    return *exported;  // device memory (CUDA, ROCm), exported in place with its own handle
+  }
+  nb::object view = nb::cast(host_view(self));
+  return view.attr("__dlpack__")(**kwargs);
 }
 
 using JsonDict = nb::typed<nb::dict, nb::str, nb::any>;
@@ -281,11 +324,12 @@ void bind_devices(nb::module_& m) {
       .def_prop_ro("host_addressable", [](const PyBuffer& b) {
         return b.buffer.valid() && (b.buffer.size() == 0 || b.buffer.host_ptr() != nullptr);
       })
-      .def("free", [](PyBuffer& b) { b.buffer.reset(); },
-           "Releases the memory now (once in-flight work is done). Idempotent.")
+      .def("free", &PyBuffer::free,
+           "Releases the memory once in-flight work is done and no exported view (DLPack, "
+           "numpy) of it is left. Idempotent.")
       .def("__enter__", [](nb::handle self) { return nb::borrow(self); },
            nb::sig("def __enter__(self) -> Buffer"))
-      .def("__exit__", [](PyBuffer& b, nb::args) { b.buffer.reset(); },
+      .def("__exit__", [](PyBuffer& b, nb::args) { b.free(); },
            nb::sig("def __exit__(self, *args: object) -> None"))
       .def("copy_from", &copy_in, "src"_a, "offset"_a = 0, "stream"_a = nb::none(),
            "Copies all of `src` (a buffer-protocol object or a Buffer) into this buffer at `offset`.")
@@ -308,15 +352,29 @@ void bind_devices(nb::module_& m) {
         return array;
       }, nb::sig("def to_numpy(self) -> numpy.typing.NDArray[numpy.uint8]"),
          "A new uint8 numpy array holding a copy of the buffer.")
-      .def("_host_view", [](nb::handle self) { return host_view(self, nb::cast<PyBuffer&>(self)); })
-      .def("__dlpack__", [](nb::handle self, nb::kwargs kwargs) {
-        if (auto exported = export_device_dlpack(nb::cast<PyBuffer&>(self).get(), kwargs)) {
-          return *exported;  // device memory (CUDA, ROCm), exported in place
-        }
-        nb::object view = nb::cast(host_view(self, nb::cast<PyBuffer&>(self)));
-        return view.attr("__dlpack__")(**kwargs);
+      .def("_host_view", [](const PyBuffer& b) {
+        b.check_export(nb::none());
+        return host_view(b);
+      })
+      .def("__dlpack__", [](const PyBuffer& b, nb::kwargs kwargs) {
+        b.check_export(nb::none());
+        return export_dlpack(b, kwargs);
       }, nb::sig("def __dlpack__(self, **kwargs: object) -> object"),
-         "Zero-copy DLPack export of host-addressable or CUDA/ROCm memory; keeps the buffer alive.")
+         "Zero-copy DLPack export of host-addressable or CUDA/ROCm memory; the memory stays "
+         "allocated until the consumer lets go of it, even after free().")
+      .def("_restrict_exports", [](PyBuffer& b, nb::object key) {
+        if (b.export_key.is_valid()) throw InvalidArgument("the buffer's exports are already restricted");
+        if (key.is_none()) throw InvalidArgument("_restrict_exports: the key must not be None");
+        b.export_key = std::move(key);
+      }, "key"_a, "From now on the buffer exports only through _export_dlpack(key); for the "
+         "security layer. Once only.")
+      .def("_export_dlpack", [](const PyBuffer& b, nb::handle key, nb::kwargs kwargs) {
+        if (!b.export_key.is_valid()) {
+          throw InvalidArgument("_export_dlpack: the buffer's exports are not restricted");
+        }
+        b.check_export(key);
+        return export_dlpack(b, kwargs);
+      }, "key"_a, "kwargs"_a, nb::sig("def _export_dlpack(self, key: object, **kwargs: object) -> object"))
       .def("__dlpack_device__", [](const PyBuffer& b) {
         const Buffer& buf = b.get();
         if (auto where = device_dlpack_device(buf)) return *where;
@@ -326,9 +384,13 @@ void bind_devices(nb::module_& m) {
         }
         return std::make_pair(1, 0);  // kDLCPU
       })
-      .def_prop_ro("__cuda_array_interface__", [](const PyBuffer& b) {
-        return cuda_array_interface(b.get());
-      }, "Version 3 of the CUDA array interface, for CUDA buffers only.")
+      .def_prop_ro("__cuda_array_interface__", [](PyBuffer& b) {
+        b.check_export(nb::none());
+        auto interface = cuda_array_interface(b.get());
+        b.interface_taken = true;  // its consumers hold this object, not the memory
+        return interface;
+      }, "Version 3 of the CUDA array interface, for CUDA buffers only; once taken, the "
+         "memory lives as long as this object, free() or not.")
       .def("__repr__", [](const PyBuffer& b) {
         if (!b.buffer.valid()) return std::string("Buffer(freed)");
         return "Buffer(" + std::to_string(b.buffer.size()) + " bytes on " + b.buffer.device().id() + ")";

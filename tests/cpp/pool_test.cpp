@@ -1,7 +1,9 @@
 // The caching pool on every device: size classes, statistics, limits, trim.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "exogpu/error.hpp"
 #include "exogpu/pool.hpp"
@@ -151,6 +153,87 @@ TEST_P(PoolOnDevice, BlocksOutliveThePoolSafely) {
   std::vector<std::uint8_t> out(1234);
   read(out.data(), survivor, 0, out.size());
   EXPECT_EQ(out, data);
+}
+
+// An exported view (DLPack, numpy) holds its own Buffer handle. The owner
+// freeing its handle must not put the block back in the pool while the view
+// lives: the next allocation, maybe another principal's, would share it.
+TEST_P(PoolOnDevice, ExportedHandleKeepsItsBlockFromTheNextAllocation) {
+  Pool pool(*device);
+  constexpr std::size_t kSize = 4096;
+  const auto first_bytes = random_bytes(kSize, 21);
+  const auto second_bytes = random_bytes(kSize, 22);
+
+  Buffer owner = pool.allocate(kSize);
+  write(owner, 0, first_bytes.data(), kSize);
+  Buffer view = owner;  // what an export holds
+  owner.reset();        // the owner's free()
+
+  PoolStats s = pool.stats();
+  EXPECT_EQ(s.bytes_cached, 0u) << "a block with a live view went back to the pool";
+  EXPECT_EQ(s.live_buffers, 1u);
+  EXPECT_EQ(s.bytes_in_use, Pool::size_class(kSize));
+
+  Buffer next = pool.allocate(kSize);  // same size class
+  EXPECT_NE(next.allocation().get(), view.allocation().get());
+  s = pool.stats();
+  EXPECT_EQ(s.cache_hits, 0u);
+  EXPECT_EQ(s.device_allocations, 2u);
+  write(next, 0, second_bytes.data(), kSize);
+
+  std::vector<std::uint8_t> seen(kSize);
+  read(seen.data(), view, 0, kSize);
+  EXPECT_EQ(seen, first_bytes) << "the view sees another allocation's bytes";
+
+  // The last view gone, the block returns to the pool: nothing leaks.
+  const Allocation* block = view.allocation().get();
+  view.reset();
+  s = pool.stats();
+  EXPECT_EQ(s.bytes_cached, Pool::size_class(kSize));
+  EXPECT_EQ(s.live_buffers, 1u);
+  Buffer reused = pool.allocate(kSize);
+  EXPECT_EQ(reused.allocation().get(), block);
+  EXPECT_EQ(pool.stats().cache_hits, 1u);
+  next.reset();
+  reused.reset();
+  s = pool.stats();
+  EXPECT_EQ(s.live_buffers, 0u);
+  EXPECT_EQ(s.bytes_in_use, 0u);
+  EXPECT_EQ(s.bytes_cached, 2 * Pool::size_class(kSize));
+  EXPECT_EQ(pool.trim(), 2 * Pool::size_class(kSize));
+}
+
+// Views dropped on other threads while the owner's thread allocates: the
+// statistics come out balanced and no block is handed out twice (ASan and
+// the sanitizer build watch the memory itself).
+TEST_P(PoolOnDevice, ViewsReleasedOnOtherThreadsBalanceThePool) {
+  Pool pool(*device);
+  constexpr int kRounds = 64;
+  std::vector<Buffer> views(kRounds);
+  for (int i = 0; i < kRounds; ++i) {
+    Buffer owner = pool.allocate(1024);
+    views[static_cast<std::size_t>(i)] = owner;
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&views, t] {
+      for (std::size_t i = static_cast<std::size_t>(t); i < views.size(); i += 4) views[i].reset();
+    });
+  }
+  std::vector<Buffer> fresh;
+  for (int i = 0; i < kRounds; ++i) fresh.push_back(pool.allocate(1024));
+  for (auto& t : threads) t.join();
+  std::vector<const Allocation*> blocks;
+  for (const Buffer& b : fresh) blocks.push_back(b.allocation().get());
+  std::sort(blocks.begin(), blocks.end());
+  EXPECT_EQ(std::adjacent_find(blocks.begin(), blocks.end()), blocks.end())
+      << "one block handed out twice";
+  fresh.clear();
+  const PoolStats s = pool.stats();
+  EXPECT_EQ(s.live_buffers, 0u);
+  EXPECT_EQ(s.bytes_in_use, 0u);
+  EXPECT_EQ(s.bytes_cached, s.device_allocations * Pool::size_class(1024));
+  EXPECT_EQ(s.allocations, 2u * kRounds);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryDevice, PoolOnDevice, ::testing::ValuesIn(all_device_ids()),

@@ -24,14 +24,19 @@ def test_from_dlpack_is_zero_copy_and_keeps_the_buffer_alive(dev: exogpu.Device)
     assert view.dtype == np.uint8 and view.shape == (4096,)
     view[:4] = [9, 8, 7, 6]  # writes land in device memory: zero-copy
     np.testing.assert_array_equal(buf.to_numpy()[:4], [9, 8, 7, 6])
+    # The view holds the memory itself, not the Python object: freed and
+    # collected, the buffer's block stays out of the pool until the view goes.
+    live = dev.pool.stats()["live_buffers"]
     ref = weakref.ref(buf)
+    buf.free()
     del buf
     gc.collect()
-    assert ref() is not None, "the numpy view must keep the buffer alive"
+    assert ref() is None
+    assert dev.pool.stats()["live_buffers"] == live, "the view must keep the memory alive"
     assert view[0] == 9
     del view
     gc.collect()
-    assert ref() is None
+    assert dev.pool.stats()["live_buffers"] == live - 1
     assert exogpu.Buffer.__dlpack_device__(dev.allocate(8)) == (1, 0)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import itertools
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,10 @@ from exogpu.security.rbac import (
     PolicyError,
     PrincipalPolicy,
     Role,
+    device_matches,
     pattern_covers,
+    validate_pattern,
+    validate_principal,
 )
 
 EXAMPLE = """\
@@ -202,8 +207,21 @@ def test_grant_then_deny_in_same_entry_is_not_escalation() -> None:
 
 
 DEVICE_IDS = ["cpu:0", "cpu:1", "cuda:0", "cuda:1", "cuda:10", "vulkan:0", "hip:2", "cud:1"]
-patterns = st.sampled_from(["*", "cpu:*", "cuda:*", "cuda:1", "cuda:1*", "cuda:?", "cpu:0",
-                            "vulkan:*", "*:0", "c*", "hip:2", "cud*"])
+PATTERN_LIST = ["*", "cpu:*", "cuda:*", "cuda:1", "cuda:1*", "cuda:?", "cpu:0", "vulkan:*",
+                "*:0", "c*:*", "hip:2", "cud*:?", "*:1?", "?u*:*"]
+patterns = st.sampled_from(PATTERN_LIST)
+
+
+def reference_match(device: str, pattern: str) -> bool:
+    """The grammar written out again: an id is BACKEND:INDEX; a pattern is '*' or
+    two parts, each matched on its own (so no wildcard reaches across the ':')."""
+    if re.fullmatch(r"[a-z][a-z0-9_]*:(0|[1-9][0-9]*)", device) is None:
+        return False
+    if pattern == "*":
+        return True
+    backend, index = device.split(":")
+    pb, pi = pattern.split(":")
+    return fnmatch.fnmatchcase(backend, pb) and fnmatch.fnmatchcase(index, pi)
 
 
 @settings(max_examples=200, deadline=None)
@@ -212,8 +230,73 @@ patterns = st.sampled_from(["*", "cpu:*", "cuda:*", "cuda:1", "cuda:1*", "cuda:?
 def test_pattern_covers_is_sound(outer: str, inner: str, extra: str) -> None:
     if pattern_covers(outer, inner):
         for dev in [*DEVICE_IDS, extra]:
-            if fnmatch.fnmatchcase(dev, inner):
-                assert fnmatch.fnmatchcase(dev, outer), (outer, inner, dev)
+            if reference_match(dev, inner):
+                assert reference_match(dev, outer), (outer, inner, dev)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pattern=patterns, name=st.one_of(
+    st.sampled_from([*DEVICE_IDS, "cpu:0:evil", "cpu:0:0", "cpu:", ":0", "cpu:01", "CPU:0",
+                     "cpu:0 ", " cpu:0", "cpu:0\n", "cpu::0", "cpu:*", "*", "cuda:1:1"]),
+    st.text(alphabet="cpu:01*?a\n ", max_size=8)))
+def test_patterns_match_the_id_grammar_exactly(pattern: str, name: str) -> None:
+    assert device_matches(name, pattern) is reference_match(name, pattern), (name, pattern)
+
+
+def test_wildcards_stay_inside_their_part() -> None:
+    acl = AccessControl(Policy.of([PrincipalPolicy("a", (Grant(("cpu:*",), (Role.USER,)),)),
+                                   PrincipalPolicy("b", (Grant(("*",), (Role.USER,)),))]),
+                        aliases=None)
+    for principal in ("a", "b"):
+        assert acl.allowed(principal, Permission.MEMORY_ALLOCATE, "cpu:0")
+        for name in ("cpu:0:evil", "cpu:", "cpu:01", "CPU:0", "cpu:0 "):
+            assert not acl.allowed(principal, Permission.MEMORY_ALLOCATE, name), name
+            with pytest.raises(PermissionDenied, match="not a device id"):
+                acl.check(principal, Permission.MEMORY_ALLOCATE, name)
+    assert device_matches("cuda:12", "*:1?") and not device_matches("cuda:1", "*:1?")
+    assert not device_matches("cpu:1:0", "*:0")
+
+
+@pytest.mark.parametrize("pattern", ["c*", "cpu", "cpu:0:1", "cpu:x", "CPU:0", ":0", "cpu:",
+                                     "cpu:*:*", "cuda[0]:1", "cpu:0 ", "", "cpu:-1", "**x:"])
+def test_patterns_outside_the_grammar_are_refused(pattern: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        validate_pattern(pattern)
+    assert repr(pattern) in str(info.value)
+    with pytest.raises(PolicyError, match=re.escape(repr(pattern))):
+        PrincipalPolicy("a", (Grant((pattern,), (Role.USER,)),))
+    with pytest.raises(PolicyError, match=re.escape(repr(pattern))):
+        PrincipalPolicy("a", deny=(Denial(Permission.MEMORY_FREE, (pattern,)),))
+
+
+GOOD_PRINCIPALS = ["alice", "a", "node-1", "gpu-box.lab.example", "svc_build", "ops@site",
+                   "A1", "x" * 253, "xn--bcher-kva.example"]
+BAD_PRINCIPALS = ["", " alice", "alice ", "al ice", "alice\n", "al\x00ice", "-alice",
+                  "alice.", "*", "al*ce", "cpu:0", "a/b", "\u0430lice", "x" * 254, "élan",
+                  "a\tb", "_x", "admin\u200b"]
+
+
+@pytest.mark.parametrize("name", GOOD_PRINCIPALS)
+def test_principal_names_of_the_grammar_are_accepted(name: str) -> None:
+    assert validate_principal(name) == name
+    assert PrincipalPolicy(name).name == name
+    policy = parse_policy(f'[[principals]]\nname = "{name}"\nroles = ["user"]\n'
+                          'devices = ["*"]\n')
+    assert AccessControl(policy, aliases=None).allowed(name, Permission.MEMORY_ALLOCATE,
+                                                        "cpu:0")
+
+
+@pytest.mark.parametrize("name", BAD_PRINCIPALS)
+def test_principal_names_outside_the_grammar_are_refused(name: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        PrincipalPolicy(name, (Grant(("*",), (Role.ADMIN,)),))
+    assert repr(name) in str(info.value) or "non-empty" in str(info.value)
+    with pytest.raises(PolicyError):
+        parse_policy('[[principals]]\nname = ' + json.dumps(name)
+                     + '\nroles = ["user"]\ndevices = ["*"]\n')
+    for bad in (None, 7, b"alice"):
+        with pytest.raises(PolicyError, match="non-empty string"):
+            validate_principal(bad)
 
 
 grants_st = st.lists(

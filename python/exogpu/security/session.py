@@ -5,6 +5,18 @@ permission on it (and, for allocations, the principal's memory quota, which span
 devices), runs the operation and writes an audit record. A denial is audited and
 raised as `PermissionDenied` (or `QuotaExceeded`), with nothing changed.
 
+Memory never passes from one principal to another. A new allocation is zeroed
+before the principal sees it (the pool may hand back a block another principal
+freed). A buffer is used only by sessions of the principal that allocated it. A
+`GuardedBuffer` exports (DLPack) only through its own `__dlpack__`, which needs
+memory.copy_d2h and memory.copy_h2d on the device (a view reads and writes) and
+is audited: the core buffer under it refuses every other export (it is
+restricted with a key only the GuardedBuffer holds). An exported view keeps its
+memory alive in the core, so `free()` returns the quota at once while the pool
+gets the block back only when the last view is gone. (Code running in the same
+Python process is one trust domain: these guards stop misuse through the API;
+remote principals reach memory only through the agent.)
+
 Quota usage follows the real allocations: it is returned when a buffer is freed
 or when the core buffer is garbage-collected (a `weakref.finalize` on it). That
 finalizer may run inside any allocation of any thread, so it takes no lock that a
@@ -45,6 +57,17 @@ class _Dev:
     aliases: tuple[str, ...]
 
 
+def _export(buffer: GuardedBuffer, kwargs: dict[str, Any]) -> object:
+    core: Any = buffer._buf  # the stubs leave out the core's private hooks
+    return core._export_dlpack(buffer._key, **kwargs)
+
+
+def _copy_perm(dst: GuardedBuffer, src: GuardedBuffer) -> Permission:
+    if dst.device_id == src.device_id:
+        return Permission.MEMORY_COPY_D2D
+    return Permission.MEMORY_COPY_P2P
+
+
 def _release_collected(
     ledger: QuotaLedger, nbytes: int, device_id: str, collected: queue.SimpleQueue[tuple[str, int]]
 ) -> None:
@@ -54,9 +77,19 @@ def _release_collected(
 
 class GuardedBuffer:
     """A buffer allocated through a Session; its bytes count against the quota until
-    `free()` or until it is garbage-collected."""
+    `free()` or until it is garbage-collected. It exports (DLPack) only through its
+    own permission-checked, audited `__dlpack__`."""
 
-    __slots__ = ("__weakref__", "_buf", "_finalizer", "_session", "device_id", "nbytes")
+    __slots__ = (
+        "__weakref__",
+        "_buf",
+        "_finalizer",
+        "_key",
+        "_session",
+        "device_id",
+        "nbytes",
+        "principal",
+    )
 
     def __init__(
         self,
@@ -68,12 +101,26 @@ class GuardedBuffer:
         self._session = session
         self._buf = buf
         self._finalizer = finalizer
+        # The core buffer exports only with this key from now on; a plain object,
+        # so that the core buffer holding it makes no reference cycle.
+        self._key = object()
+        restricted: Any = buf  # the stubs leave out the core's private hooks
+        restricted._restrict_exports(self._key)
         self.device_id = device_id
+        self.principal = session.principal
         self.nbytes: int = buf.nbytes
 
     @property
     def freed(self) -> bool:
         return bool(self._buf.freed)
+
+    def __dlpack__(self, **kwargs: Any) -> object:
+        """A zero-copy view for a DLPack consumer (numpy, torch, CuPy), needing
+        memory.copy_d2h and memory.copy_h2d on the device; audited."""
+        return self._session.export_dlpack(self, **kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self._buf.__dlpack_device__()
 
     def free(self) -> None:
         self._session.free(self)
@@ -148,6 +195,22 @@ class Session:
             outcome=outcome,
             details=details,
         )
+
+    def _own(self, buffer: GuardedBuffer, permission: Permission) -> _Dev:
+        """The buffer's device, once the buffer is known to be this principal's."""
+        dev = self._dev(buffer.device_id)
+        if buffer.principal == self.principal:
+            return dev
+        reason = f"the buffer belongs to {buffer.principal!r}"
+        self._record(
+            EventType.ACCESS_DENIED,
+            dev.id,
+            "denied",
+            Severity.WARNING,
+            permission=permission.value,
+            reason=reason,
+        )
+        raise PermissionDenied(self.principal, permission, dev.id, reason)
 
     def _require(self, permission: Permission, dev: _Dev | None) -> None:
         device = dev.id if dev is not None else None
@@ -248,10 +311,17 @@ class Session:
                 limit=exc.limit,
             )
             raise
+
+        def op() -> exogpu.Buffer:
+            buf = dev.device.allocate(nbytes)
+            if nbytes:
+                # The pool may hand back a block another principal freed: its bytes
+                # must not reach this one.
+                buf.fill(0)
+            return buf
+
         try:
-            buf = self._run(
-                EventType.MEMORY_ALLOCATE, dev, lambda: dev.device.allocate(nbytes), nbytes=nbytes
-            )
+            buf = self._run(EventType.MEMORY_ALLOCATE, dev, op, nbytes=nbytes)
         except BaseException:
             self.ledger.release(nbytes)
             raise
@@ -262,9 +332,9 @@ class Session:
 
     def free(self, buffer: GuardedBuffer) -> None:
         """Free now and return the quota; freeing twice does nothing."""
+        dev = self._own(buffer, Permission.MEMORY_FREE)
         if buffer.freed or not buffer._finalizer.alive:
             return
-        dev = self._dev(buffer.device_id)
         self._require(Permission.MEMORY_FREE, dev)
 
         def op() -> None:
@@ -273,6 +343,21 @@ class Session:
             self.ledger.release(buffer.nbytes)
 
         self._run(EventType.MEMORY_FREE, dev, op, nbytes=buffer.nbytes)
+
+    def export_dlpack(self, buffer: GuardedBuffer, **kwargs: Any) -> object:
+        """The DLPack capsule of `buffer`: a view that reads and writes it, so it
+        needs memory.copy_d2h and memory.copy_h2d on the device. The view keeps
+        the memory alive (out of the pool) until the consumer drops it."""
+        dev = self._own(buffer, Permission.MEMORY_COPY_D2H)
+        self._require(Permission.MEMORY_COPY_D2H, dev)
+        self._require(Permission.MEMORY_COPY_H2D, dev)
+        return self._run(
+            EventType.MEMORY_COPY_D2H,
+            dev,
+            lambda: _export(buffer, kwargs),
+            nbytes=buffer.nbytes,
+            export="dlpack",
+        )
 
     def copy(
         self,
@@ -299,6 +384,12 @@ class Session:
         if g_dst is None and g_src is None:
             raise core.InvalidArgument("copy: at least one side must be a GuardedBuffer")
         checks: list[tuple[Permission, _Dev]]
+        if g_dst is not None:
+            perm = Permission.MEMORY_COPY_H2D if g_src is None else _copy_perm(g_dst, g_src)
+            self._own(g_dst, perm)
+        if g_src is not None:
+            perm = Permission.MEMORY_COPY_D2H if g_dst is None else _copy_perm(g_dst, g_src)
+            self._own(g_src, perm)
         if g_dst is not None and g_src is not None:
             d_dev, s_dev = self._dev(g_dst.device_id), self._dev(g_src.device_id)
             if d_dev.id == s_dev.id:
