@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -327,4 +328,53 @@ TEST(PlacementSearch, ProvesEightDevicesTwoHundredLayers) {
     EXPECT_TRUE(got.optimal);
     EXPECT_EQ(got.lower_bound, got.value);
   }
+}
+
+TEST(PlacementBudget, NonPositiveOrNonFiniteBudgetIsRefused) {
+  std::mt19937 rng(11);
+  const ep::Problem p = random_problem(rng, 3, 6);
+  for (double budget : {0.0, -1.0, kInf, -kInf, std::nan("")}) {
+    ep::Options options;
+    options.time_budget_seconds = budget;
+    EXPECT_THROW((void)ep::solve(p, options), exogpu::InvalidArgument) << budget;
+  }
+}
+
+TEST(PlacementBudget, InterruptHookStopsTheSearch) {
+  // 40 distinct devices cannot be proven: the anytime search would use the
+  // whole (long) budget; the hook's exception leaves solve() at once.
+  std::mt19937 rng(13);
+  ep::Problem p = random_problem(rng, 40, 400);
+  for (std::size_t d = 0; d < p.devices.size(); ++d) {
+    p.devices[d].flops = 100.0 + static_cast<double>(d) * 37.0;
+    p.devices[d].memory_bytes = 20000 + d * 1000;
+  }
+  p.fixed_order = false;
+  ep::Options options;
+  options.time_budget_seconds = 600.0;
+  int calls = 0;
+  struct Stop {};
+  options.interrupt = [&] {
+    if (++calls == 3) throw Stop{};
+  };
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_THROW((void)ep::solve(p, options), Stop);
+  EXPECT_EQ(calls, 3);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), 60.0);
+}
+
+TEST(PlacementBudget, TinyBudgetOnTheLargestSizeStillPlaces) {
+  ep::Problem p;
+  for (int l = 0; l < 100000; ++l) p.layers.push_back(ep::Layer{"l", 100 + static_cast<std::uint64_t>(l % 7), 1, 50.0, 8});
+  for (int d = 0; d < 64; ++d) {
+    p.devices.push_back(ep::Device{"d" + std::to_string(d), "n" + std::to_string(d / 4), 400000 + static_cast<std::uint64_t>(d),
+                                   0, 1e6 + d, 1e6 + 3.0 * d});
+  }
+  p.links.assign(64 * 64, ep::Link{1e6, 1e-4});
+  ep::Options options;
+  options.time_budget_seconds = 1e-3;
+  const auto got = ep::solve(p, options);
+  EXPECT_TRUE(got.feasible);
+  EXPECT_GT(got.lower_bound, 0.0);
+  EXPECT_LE(got.lower_bound, got.value);
 }

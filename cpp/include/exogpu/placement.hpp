@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,7 +64,14 @@ enum class Strategy { optimal, exo_memory_weighted, free_memory_proportional };
 struct Options {
   Objective objective = Objective::throughput;
   Strategy strategy = Strategy::optimal;
+  // Positive and finite. solve() returns within it plus a slack for the
+  // linear work no search can skip (validation, the cost tables, pricing the
+  // answer): see docs/placement.md, "Time budget".
   double time_budget_seconds = 1.0;
+  // Called about every 20 ms while the search runs; whatever it throws
+  // leaves solve() unchanged (the Python binding checks for signals here and
+  // throws the pending KeyboardInterrupt).
+  std::function<void()> interrupt;
   // Empty, or one entry per layer: the index (into Problem::devices) of the
   // device that held the layer in the previous placement, -1 when that device
   // is gone. With it, solve() prefers among the placements of optimal value

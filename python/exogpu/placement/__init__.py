@@ -11,6 +11,7 @@ releases the GIL while it runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def solve(
 
     strategy "optimal" searches (proving optimality within `time_budget`
     seconds when it can; otherwise `optimal` is False and `lower_bound` bounds
-    the value); the baselines split as exo and llama.cpp do and are priced
+    the value). The call returns within `time_budget` plus the slack of
+    docs/placement.md ("Time budget"); Ctrl-C interrupts it
+    (KeyboardInterrupt); the baselines split as exo and llama.cpp do and are priced
     with the same cost model (`feasible` False when they overflow a device).
 
     `previous` (a Placement, its to_json() dict, or the device id of every
@@ -63,9 +66,12 @@ def solve(
     if (
         isinstance(time_budget, bool)
         or not isinstance(time_budget, (int, float))
-        or not (time_budget >= 0)
+        or not math.isfinite(time_budget)
+        or not time_budget > 0
     ):
-        raise InvalidArgument(f"time_budget must be a non-negative number, got {time_budget!r}")
+        raise InvalidArgument(
+            f"time_budget must be a positive, finite number of seconds, got {time_budget!r}"
+        )
     previous_indices = _previous_indices(p, previous) if previous is not None else []
     native = _core.placement_solve(
         p.to_native(), objective, strategy, float(time_budget), previous_indices

@@ -158,15 +158,6 @@ class Problem:
     def to_native(self) -> Any:
         """The `_core.PlacementProblem` the native search takes."""
         native = _core.PlacementProblem()
-        layers = []
-        for x in self.layers:
-            nl = _core.PlacementLayer()
-            nl.name = x.name
-            nl.weight_bytes = x.weight_bytes
-            nl.kv_bytes_per_token = x.kv_bytes_per_token
-            nl.flops_per_token = x.flops_per_token
-            nl.activation_bytes = x.activation_bytes
-            layers.append(nl)
         devices = []
         for d in self.devices:
             nd = _core.PlacementDevice()
@@ -186,7 +177,13 @@ class Problem:
                     nk.bandwidth = link.bandwidth
                     nk.latency = link.latency
                 links.append(nk)
-        native.layers = layers
+        native.set_layers(
+            [x.name for x in self.layers],
+            [x.weight_bytes for x in self.layers],
+            [x.kv_bytes_per_token for x in self.layers],
+            [x.flops_per_token for x in self.layers],
+            [x.activation_bytes for x in self.layers],
+        )
         native.devices = devices
         native.links = links
         native.batch = self.batch
