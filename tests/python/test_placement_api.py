@@ -83,7 +83,9 @@ def test_replan_after_a_device_leaves_reports_moves() -> None:
     data = problem.to_json()
     data["devices"] = [d for d in data["devices"] if d["id"] != gone]
     data["links"] = [x for x in data["links"] if gone not in (x["a"], x["b"])]
-    again = solve(data, previous=first.to_json())
+    with pytest.raises(exogpu.InvalidArgument, match="unknown device"):
+        solve(data, previous=first.to_json())  # the device that left must be named
+    again = solve(data, previous=first.to_json(), departed=[gone])
     moved = again.to_json()["moved_layers"]
     before, after = first.layer_devices(), again.layer_devices()
     assert moved == [i for i, (x, y) in enumerate(zip(before, after, strict=False)) if x != y]

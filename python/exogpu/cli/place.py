@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from exogpu import InvalidArgument
+from exogpu.bounded_input import load_json
 from exogpu.placement import BASELINES, OBJECTIVES, STRATEGIES, Placement, Problem, solve
 
 
@@ -18,7 +21,19 @@ def register(subparsers: Any) -> None:
     place = subparsers.add_parser(
         "place", help="solve a placement problem file (docs/placement.md)"
     )
-    place.add_argument("--problem", required=True, help="problem JSON file")
+    place.add_argument("--problem", required=True, help="problem JSON or TOML file")
+    place.add_argument(
+        "--previous",
+        metavar="FILE",
+        help="a previous placement (the --json output): prefer the plan that moves fewest layers",
+    )
+    place.add_argument(
+        "--departed",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a device of --previous that left the cluster (repeatable)",
+    )
     place.add_argument("--objective", choices=OBJECTIVES, default="throughput")
     place.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     place.add_argument("--time-budget", type=float, default=1.0, metavar="SECONDS")
@@ -51,14 +66,31 @@ def register(subparsers: Any) -> None:
 
 
 def _error(message: str) -> int:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    # escape: a hostile file's field names and ids must not read as markup
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return 2
+
+
+def _read_previous(path: str) -> Any:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise InvalidArgument(f"cannot read previous placement {path}: {e.strerror}") from None
+    return load_json(raw, what=f"previous placement {path}", error=InvalidArgument)
 
 
 def run_place(args: argparse.Namespace) -> int:
     try:
-        problem = Problem.from_json(args.problem)
-        result = solve(problem, args.objective, args.time_budget, args.strategy)
+        problem = Problem.from_json(Path(args.problem))
+        previous = _read_previous(args.previous) if args.previous else None
+        result = solve(
+            problem,
+            args.objective,
+            args.time_budget,
+            args.strategy,
+            previous=previous,
+            departed=args.departed,
+        )
     except (InvalidArgument, ValueError) as e:
         return _error(str(e))
     if args.json:
@@ -136,22 +168,24 @@ def run_plan(args: argparse.Namespace) -> int:
         return 0
     console = Console()
     console.print(
-        f"[bold]{model.name}[/] in {args.dtype}: {problem.total_resident_bytes() / 2**30:.2f} GiB "
+        f"[bold]{escape(model.name)}[/] in {args.dtype}: "
+        f"{problem.total_resident_bytes() / 2**30:.2f} GiB "
         f"resident (batch {args.batch}, context {args.context}) on "
         f"{len(cluster.devices)} device(s)",
         highlight=False,
     )
     for d in cluster.devices:
         console.print(
-            f"  {d.id} {d.name or ''} on {d.node}: {d.memory_bytes / 2**30:.1f} GiB, "
+            f"  {escape(d.id)} {escape(d.name or '')} on {escape(d.node)}: "
+            f"{d.memory_bytes / 2**30:.1f} GiB, "
             f"{d.flops / 1e12:.2f} TFLOP/s, {d.memory_bandwidth / 1e9:.0f} GB/s "
-            f"(speed: {d.speed_source})",
+            f"(speed: {escape(d.speed_source)})",
             highlight=False,
         )
     for device_id, seen in thermal.items():
         if seen["weight"] < 1.0:
             console.print(
-                f"  thermal: {device_id} is {seen['state']}: its speed counts "
+                f"  thermal: {escape(device_id)} is {seen['state']}: its speed counts "
                 f"x{seen['weight']:.2f}",
                 highlight=False,
             )
@@ -165,7 +199,7 @@ def run_plan(args: argparse.Namespace) -> int:
             _tps(r),
             f"{r.latency * 1e3:.3f}",
             str(len(r.stages)),
-            "yes" if r.feasible else f"no: {r.infeasible_reason}",
+            "yes" if r.feasible else escape(f"no: {r.infeasible_reason}"),
         )
     console.print(summary)
     return 0
@@ -176,17 +210,17 @@ def _tps(r: Placement) -> str:
 
 
 def _print_placement(console: Console, problem: Problem, r: Placement, title: str) -> None:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in ("device", "layers", "time (ms)", "memory (GiB)", "names"):
         table.add_column(col)
     for s in r.stages:
         names = f"{problem.layers[s.first_layer].name} .. {problem.layers[s.last_layer].name}"
         table.add_row(
-            s.device,
+            escape(s.device),
             f"{s.first_layer}-{s.last_layer} ({s.layer_count})",
             f"{s.time * 1e3:.3f}",
             f"{s.memory_bytes / 2**30:.2f}",
-            names,
+            escape(names),
         )
     console.print(table)
     status = "proven optimal" if r.optimal else f"best found, gap {r.gap:.2%}"
@@ -194,7 +228,7 @@ def _print_placement(console: Console, problem: Problem, r: Placement, title: st
         status = f"does not fit: {r.infeasible_reason}"
     console.print(
         f"tokens/s {_tps(r)}  latency {r.latency * 1e3:.3f} ms  bottleneck "
-        f"{r.bottleneck * 1e3:.3f} ms  value {r.value:.6g}  ({status}; "
+        f"{r.bottleneck * 1e3:.3f} ms  value {r.value:.6g}  ({escape(status)}; "
         f"solved in {r.solve_seconds * 1e3:.2f} ms)",
         highlight=False,
     )

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from exogpu import InvalidArgument
+from exogpu.bounded_input import load_json
 
 DTYPES = ("bf16", "fp8", "int4")
 INT4_GROUP = 128  # weights per bf16 scale
@@ -69,11 +70,10 @@ class Model:
     def from_file(cls, path: str | Path) -> Model:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except OSError as e:
             raise InvalidArgument(f"cannot read model config {path}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise InvalidArgument(f"model config {path} is not valid JSON: {e}") from None
+        data = load_json(raw, what=f"model config {path}", error=InvalidArgument)
         if not isinstance(data, dict):
             raise InvalidArgument(f"model config {path} must be a JSON object")
         name = str(data.get("_name_or_path") or path.parent.name or path.stem)

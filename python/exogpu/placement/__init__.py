@@ -12,7 +12,7 @@ releases the GIL while it runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ def solve(
     time_budget: float = 1.0,
     strategy: str = "optimal",
     previous: PreviousLike | None = None,
+    departed: Iterable[str] = (),
 ) -> Placement:
     """Places the layers of `problem` for `objective`.
 
@@ -55,6 +56,9 @@ def solve(
     `previous` (a Placement, its to_json() dict, or the device id of every
     layer) makes the search prefer, among placements of optimal value, the one
     that moves the fewest layers; `moved_layers` lists those that move.
+    A device that `previous` names and the problem does not is refused
+    (InvalidArgument) unless it is listed in `departed`: the devices that
+    left the cluster, whose layers all move.
     """
     p = as_problem(problem)
     if objective not in OBJECTIVES:
@@ -72,7 +76,7 @@ def solve(
         raise InvalidArgument(
             f"time_budget must be a positive, finite number of seconds, got {time_budget!r}"
         )
-    previous_indices = _previous_indices(p, previous) if previous is not None else []
+    previous_indices = _previous_indices(p, previous, departed) if previous is not None else []
     native = _core.placement_solve(
         p.to_native(), objective, strategy, float(time_budget), previous_indices
     )
@@ -93,17 +97,39 @@ def evaluate(
     return _from_native(p, native, objective, "given", False)
 
 
-def _previous_indices(p: Problem, previous: PreviousLike) -> list[int]:
+def _previous_indices(p: Problem, previous: PreviousLike, departed: Iterable[str]) -> list[int]:
+    if isinstance(departed, str):
+        raise InvalidArgument("departed must be a collection of device ids, not one string")
+    gone = set(departed)
     if isinstance(previous, Mapping):
         previous = Placement.from_json(previous)
-    devices = previous.layer_devices() if isinstance(previous, Placement) else list(previous)
+    if isinstance(previous, Placement):
+        devices = previous.layer_devices()
+    elif isinstance(previous, Sequence) and not isinstance(previous, str):
+        devices = list(previous)
+    else:
+        raise InvalidArgument(
+            "previous must be a Placement, its to_json() dict or one device id per layer"
+        )
     if len(devices) != len(p.layers):
         raise InvalidArgument(
             f"previous placement covers {len(devices)} layers, the problem has {len(p.layers)}"
         )
     index = {d.id: i for i, d in enumerate(p.devices)}
-    # A device that left the cluster maps to -1: all its layers move.
-    return [index.get(str(d), -1) for d in devices]
+    out = []
+    for layer, device in enumerate(devices):
+        if not isinstance(device, str):
+            raise InvalidArgument(f"previous: layer {layer}'s device must be a string id")
+        if device in index:
+            out.append(index[device])
+        elif device in gone:
+            out.append(-1)  # the device left the cluster: all its layers move
+        else:
+            raise InvalidArgument(
+                f"previous: layer {layer} is on unknown device {device[:64]!r}: it is not in "
+                "the problem (name it in departed if it left the cluster)"
+            )
+    return out
 
 
 def _from_native(p: Problem, r: Any, objective: str, strategy: str, replanned: bool) -> Placement:

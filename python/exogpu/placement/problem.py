@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exogpu import InvalidArgument, _core
+from exogpu.bounded_input import load_json, load_toml
 
 if TYPE_CHECKING:
     from exogpu.cluster import Cluster
@@ -222,6 +223,8 @@ _LINK_KEYS = {"a", "b", "bandwidth", "latency"}
 
 
 def _load(source: Mapping[str, Any] | str | Path) -> Any:
+    """A problem as data: a dict as is, else JSON text or a JSON / TOML file,
+    through exogpu.bounded_input (size, depth and number bounds)."""
     if isinstance(source, Mapping):
         return source
     if not isinstance(source, (str, Path)):
@@ -233,15 +236,13 @@ def _load(source: Mapping[str, Any] | str | Path) -> Any:
     ):
         path = Path(source)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except OSError as e:
             raise InvalidArgument(f"cannot read problem file {path}: {e.strerror}") from None
-    else:
-        text = source
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidArgument(f"problem is not valid JSON: {e}") from None
+        if path.suffix.lower() == ".toml":
+            return load_toml(raw, what=f"problem file {path}", error=InvalidArgument)
+        return load_json(raw, what=f"problem file {path}", error=InvalidArgument)
+    return load_json(source, what="problem", error=InvalidArgument)
 
 
 def _object(value: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
@@ -272,7 +273,10 @@ def _number(
     v = m[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise InvalidArgument(f"{where}.{key} must be a number, got {_show(v)}")
-    x = float(v)
+    try:
+        x = float(v)
+    except OverflowError:
+        raise InvalidArgument(f"{where}.{key} is too large for a float") from None
     if positive and not (math.isfinite(x) and x > 0):
         raise InvalidArgument(f"{where}.{key} must be positive and finite, got {_show(v)}")
     if not positive and not (math.isfinite(x) and x >= 0):
