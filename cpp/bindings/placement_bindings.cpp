@@ -45,7 +45,8 @@ void bind_placement(nb::module_& m) {
       .def_rw("weight_bytes", &ep::Layer::weight_bytes)
       .def_rw("kv_bytes_per_token", &ep::Layer::kv_bytes_per_token)
       .def_rw("flops_per_token", &ep::Layer::flops_per_token)
-      .def_rw("activation_bytes", &ep::Layer::activation_bytes);
+      .def_rw("activation_bytes", &ep::Layer::activation_bytes)
+      .def_rw("read_bytes_per_token", &ep::Layer::read_bytes_per_token);
   nb::class_<ep::Device>(m, "PlacementDevice")
       .def(nb::init<>())
       .def_rw("id", &ep::Device::id)
@@ -72,20 +73,20 @@ void bind_placement(nb::module_& m) {
           "set_layers",
           [](ep::Problem& p, const std::vector<std::string>& names, const std::vector<std::uint64_t>& weight_bytes,
              const std::vector<std::uint64_t>& kv_bytes_per_token, const std::vector<double>& flops_per_token,
-             const std::vector<std::uint64_t>& activation_bytes) {
+             const std::vector<std::uint64_t>& activation_bytes, const std::vector<std::uint64_t>& read_bytes) {
             const std::size_t n = names.size();
             if (weight_bytes.size() != n || kv_bytes_per_token.size() != n || flops_per_token.size() != n ||
-                activation_bytes.size() != n) {
+                activation_bytes.size() != n || read_bytes.size() != n) {
               throw InvalidArgument("set_layers: every column needs one entry per layer");
             }
             p.layers.resize(n);
             for (std::size_t i = 0; i < n; ++i) {
               p.layers[i] = ep::Layer{names[i], weight_bytes[i], kv_bytes_per_token[i], flops_per_token[i],
-                                      activation_bytes[i]};
+                                      activation_bytes[i], read_bytes[i]};
             }
           },
           nb::arg("names"), nb::arg("weight_bytes"), nb::arg("kv_bytes_per_token"), nb::arg("flops_per_token"),
-          nb::arg("activation_bytes"),
+          nb::arg("activation_bytes"), nb::arg("read_bytes_per_token"),
           "Sets every layer from columns (one list per field): far faster than a list of PlacementLayer.");
   nb::class_<ep::Stage>(m, "PlacementStage")
       .def_ro("device", &ep::Stage::device)

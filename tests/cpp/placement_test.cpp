@@ -45,8 +45,12 @@ Priced price(const ep::Problem& p, const std::vector<int>& devices, const std::v
     std::uint64_t mem = 0;
     for (int l = begin; l < end; ++l) {
       const ep::Layer& layer = p.layers[static_cast<std::size_t>(l)];
-      const std::uint64_t m = layer.weight_bytes + p.batch * p.context_tokens * layer.kv_bytes_per_token;
-      time += std::max(B * layer.flops_per_token / dev.flops, static_cast<double>(m) / dev.memory_bandwidth);
+      const std::uint64_t kv = p.batch * p.context_tokens * layer.kv_bytes_per_token;
+      const std::uint64_t m = layer.weight_bytes + kv;  // resident
+      const std::uint64_t streamed =
+          layer.read_bytes_per_token == ep::kReadAllWeights ? layer.weight_bytes : layer.read_bytes_per_token;
+      const auto read = static_cast<double>(streamed + kv);  // per decode step
+      time += std::max(B * layer.flops_per_token / dev.flops, read / dev.memory_bandwidth);
       mem += m;
       if (!previous.empty() && previous[static_cast<std::size_t>(l)] != devices[s]) ++out.moved;
     }
@@ -127,6 +131,8 @@ ep::Problem random_problem(std::mt19937& rng, int D, int L) {
   for (int l = 0; l < L; ++l) {
     p.layers.push_back(ep::Layer{"l" + std::to_string(l), 100 + rng() % 900, rng() % 3,
                                  std::floor(u(rng) * 1000.0), 1 + rng() % 64});
+    // Contract version 2: some layers stream less than they hold.
+    if (rng() % 3 == 0) p.layers.back().read_bytes_per_token = rng() % (p.layers.back().weight_bytes + 1);
   }
   const int nodes = 1 + static_cast<int>(rng() % 2);
   for (int d = 0; d < D; ++d) {

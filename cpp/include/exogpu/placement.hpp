@@ -20,12 +20,19 @@
 
 namespace exogpu::placement {
 
+// Layer::read_bytes_per_token when the layer reads all its weights per step.
+inline constexpr std::uint64_t kReadAllWeights = ~std::uint64_t{0};
+
 struct Layer {
   std::string name;
-  std::uint64_t weight_bytes = 0;
+  std::uint64_t weight_bytes = 0;  // resident
   std::uint64_t kv_bytes_per_token = 0;
   double flops_per_token = 0.0;
   std::uint64_t activation_bytes = 0;
+  // Weight bytes streamed per decode step (contract version 2): an
+  // embedding reads batch rows, a mixture of experts its shared weights and
+  // the experts the batch touches. kReadAllWeights: weight_bytes.
+  std::uint64_t read_bytes_per_token = kReadAllWeights;
 };
 
 struct Device {

@@ -80,6 +80,10 @@ void validate(const Problem& p, const Options& options) {
     const std::uint64_t kv = checked_mul(tokens, layer.kv_bytes_per_token, [&] { return at() + " KV cache"; });
     (void)checked_mul(p.batch, layer.activation_bytes, [&] { return at() + " activations"; });
     if (layer.weight_bytes >= kMaxExactBytes) throw InvalidArgument(at() + ".weight_bytes exceeds 2^53");
+    if (layer.read_bytes_per_token != kReadAllWeights &&
+        layer.read_bytes_per_token + kv >= kMaxExactBytes) {  // each term < 2^53: no wrap
+      throw InvalidArgument(at() + ".read_bytes_per_token (with the KV cache) exceeds 2^53");
+    }
     total += layer.weight_bytes + kv;  // each term < 2^53 and total < 2^53: no wrap
     if (total >= kMaxExactBytes) throw InvalidArgument("the model's resident bytes exceed 2^53");
   }
@@ -99,11 +103,17 @@ std::uint64_t resident_bytes(const Problem& p, int layer) {
   return l.weight_bytes + p.batch * p.context_tokens * l.kv_bytes_per_token;
 }
 
+std::uint64_t read_bytes(const Problem& p, int layer) {
+  const Layer& l = p.layers[static_cast<std::size_t>(layer)];
+  const std::uint64_t weights = l.read_bytes_per_token == kReadAllWeights ? l.weight_bytes : l.read_bytes_per_token;
+  return weights + p.batch * p.context_tokens * l.kv_bytes_per_token;
+}
+
 double layer_time(const Problem& p, int layer, int device) {
   const Layer& l = p.layers[static_cast<std::size_t>(layer)];
   const Device& d = p.devices[static_cast<std::size_t>(device)];
   const double compute = static_cast<double>(p.batch) * l.flops_per_token / d.flops;
-  const double memory = static_cast<double>(resident_bytes(p, layer)) / d.memory_bandwidth;
+  const double memory = static_cast<double>(read_bytes(p, layer)) / d.memory_bandwidth;
   return compute > memory ? compute : memory;
 }
 

@@ -87,7 +87,9 @@ class CostTables {
 // Resident bytes of layer l: weight + batch * context * kv (overflow checked
 // by validate()).
 [[nodiscard]] std::uint64_t resident_bytes(const Problem& problem, int layer);
-// Roofline time of layer l on device d.
+// Bytes layer l reads per decode step: its streamed weights + the KV cache.
+[[nodiscard]] std::uint64_t read_bytes(const Problem& problem, int layer);
+// Roofline time of layer l on device d (compute against read_bytes).
 [[nodiscard]] double layer_time(const Problem& problem, int layer, int device);
 // Hop time from device a to device b after layer `after` (activation of it).
 [[nodiscard]] double hop_time(const Problem& problem, int a, int b, int after);

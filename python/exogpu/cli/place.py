@@ -45,7 +45,19 @@ def register(subparsers: Any) -> None:
     )
     plan.add_argument("--model", required=True, help="catalog name or path to a config.json")
     plan.add_argument("--cluster", help="cluster JSON or TOML file (default: the devices here)")
-    plan.add_argument("--objective", choices=OBJECTIVES, default="throughput")
+    plan.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=None,
+        help="default: latency for one stream, throughput for several (--streams)",
+    )
+    plan.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        metavar="N",
+        help="concurrent requests to serve (default 1: one chat, optimised for latency)",
+    )
     plan.add_argument("--dtype", choices=("bf16", "fp8", "int4"), default="bf16")
     plan.add_argument("--context", type=int, default=0, metavar="TOKENS")
     plan.add_argument("--batch", type=int, default=1)
@@ -135,6 +147,10 @@ def run_plan(args: argparse.Namespace) -> int:
 
     if args.thermal and args.cluster:
         return _error("--thermal reads this machine's sensors; it cannot judge a cluster file")
+    if args.streams < 1:
+        return _error(f"--streams must be at least 1, got {args.streams}")
+    if args.objective is None:
+        args.objective = "latency" if args.streams == 1 else "throughput"
     thermal: dict[str, dict[str, Any]] = {}
     try:
         model = models.get(args.model)
@@ -155,7 +171,11 @@ def run_plan(args: argparse.Namespace) -> int:
         return _error(str(e))
     if args.json:
         out = {
+            "version": 2,
             "model": model.name,
+            "streams": args.streams,
+            "objective": args.objective,
+            "streams_tokens_per_second": _with_streams(best, args.streams),
             "dtype": args.dtype,
             "cluster": cluster.to_json(),
             "placement": best.to_json(),
@@ -191,22 +211,47 @@ def run_plan(args: argparse.Namespace) -> int:
             )
     _print_placement(console, problem, best, title=f"optimal ({args.objective})")
     summary = Table(title="Against the baselines (same cost model)")
-    for col in ("strategy", "tokens/s", "latency (ms)", "stages", "fits"):
+    for col in (
+        "strategy",
+        "single stream tok/s",
+        "pipeline tok/s",
+        "in flight",
+        "latency (ms)",
+        "stages",
+        "fits",
+    ):
         summary.add_column(col)
     for name, r in [("optimal", best), *baselines.items()]:
         summary.add_row(
             name,
-            _tps(r),
+            _rate(r.single_stream_tokens_per_second),
+            _rate(r.pipeline_tokens_per_second),
+            str(r.requests_in_flight),
             f"{r.latency * 1e3:.3f}",
             str(len(r.stages)),
             "yes" if r.feasible else escape(f"no: {r.infeasible_reason}"),
         )
     console.print(summary)
+    if args.streams > 1:
+        console.print(
+            f"with {args.streams} streams: about "
+            f"{_rate(_with_streams(best, args.streams))} tokens/s in all",
+            highlight=False,
+        )
     return 0
 
 
-def _tps(r: Placement) -> str:
-    return "inf" if r.tokens_per_second is None else f"{r.tokens_per_second:.2f}"
+def _with_streams(r: Placement, streams: int) -> float | None:
+    """Aggregate tokens/s with `streams` requests in flight: each gets the
+    single-stream rate until the pipeline is full (one per stage)."""
+    single, full = r.single_stream_tokens_per_second, r.pipeline_tokens_per_second
+    if single is None or full is None:
+        return full
+    return min(streams * single, full)
+
+
+def _rate(x: float | None) -> str:
+    return "inf" if x is None else f"{x:.2f}"
 
 
 def _print_placement(console: Console, problem: Problem, r: Placement, title: str) -> None:
@@ -227,7 +272,13 @@ def _print_placement(console: Console, problem: Problem, r: Placement, title: st
     if not r.feasible:
         status = f"does not fit: {r.infeasible_reason}"
     console.print(
-        f"tokens/s {_tps(r)}  latency {r.latency * 1e3:.3f} ms  bottleneck "
+        f"single stream {_rate(r.single_stream_tokens_per_second)} tokens/s (batch / latency); "
+        f"pipeline {_rate(r.pipeline_tokens_per_second)} tokens/s with "
+        f"{r.requests_in_flight} requests in flight (batch / bottleneck)",
+        highlight=False,
+    )
+    console.print(
+        f"latency {r.latency * 1e3:.3f} ms  bottleneck "
         f"{r.bottleneck * 1e3:.3f} ms  value {r.value:.6g}  ({escape(status)}; "
         f"solved in {r.solve_seconds * 1e3:.2f} ms)",
         highlight=False,

@@ -135,6 +135,7 @@ def _previous_indices(p: Problem, previous: PreviousLike, departed: Iterable[str
 def _from_native(p: Problem, r: Any, objective: str, strategy: str, replanned: bool) -> Placement:
     ids = [d.id for d in p.devices]
     bottleneck = float(r.bottleneck)
+    latency = float(r.latency)
     return Placement(
         objective=objective,
         strategy=strategy,
@@ -144,9 +145,11 @@ def _from_native(p: Problem, r: Any, objective: str, strategy: str, replanned: b
             for s in r.stages
         ),
         hops=tuple(Hop(ids[h.source], ids[h.target], h.after_layer, h.time) for h in r.hops),
-        latency=float(r.latency),
+        latency=latency,
         bottleneck=bottleneck,
         tokens_per_second=p.batch / bottleneck if bottleneck > 0 else None,
+        single_stream_tokens_per_second=p.batch / latency if latency > 0 else None,
+        pipeline_tokens_per_second=p.batch / bottleneck if bottleneck > 0 else None,
         optimal=bool(r.optimal),
         lower_bound=float(r.lower_bound),
         solve_seconds=float(r.solve_seconds),

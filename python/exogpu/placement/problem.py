@@ -22,15 +22,26 @@ if TYPE_CHECKING:
 
 # Byte counts stay below 2**53 so that the native search compares them exactly.
 MAX_BYTES = 2**53
+# The contract's versions this parser reads; it writes the newest.
+VERSIONS = (1, 2)
+VERSION = 2
+# What the native layer takes for "reads all its weights".
+_READ_ALL_WEIGHTS = 2**64 - 1
 
 
 @dataclass(frozen=True)
 class Layer:
     name: str
-    weight_bytes: int
+    weight_bytes: int  # resident
     kv_bytes_per_token: int
     flops_per_token: float
     activation_bytes: int
+    # Weight bytes streamed per decode step (version 2); None: weight_bytes.
+    read_bytes_per_token: int | None = None
+
+    @property
+    def read_weight_bytes(self) -> int:
+        return self.weight_bytes if self.read_bytes_per_token is None else self.read_bytes_per_token
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,11 @@ class Problem:
                 return i
         raise InvalidArgument(f"unknown device id {device_id!r}")
 
+    def read_bytes(self, layer: int) -> int:
+        """Bytes layer `layer` reads per decode step: streamed weights + KV cache."""
+        x = self.layers[layer]
+        return x.read_weight_bytes + self.batch * self.context_tokens * x.kv_bytes_per_token
+
     def resident_bytes(self, layer: int) -> int:
         x = self.layers[layer]
         return x.weight_bytes + self.batch * self.context_tokens * x.kv_bytes_per_token
@@ -123,8 +139,10 @@ class Problem:
         """The problem of placing `model` (exogpu.models) on `cluster` (exogpu.cluster)."""
         return _parse(
             {
+                "version": VERSION,
                 "layers": [
-                    _layer_dict(x) for x in model.layers(dtype=dtype, context_tokens=context_tokens)
+                    _layer_dict(x)
+                    for x in model.layers(dtype=dtype, context_tokens=context_tokens, batch=batch)
                 ],
                 **cluster.to_json(),
                 "workload": {"batch": batch, "context_tokens": context_tokens},
@@ -138,6 +156,7 @@ class Problem:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            "version": VERSION,
             "layers": [_layer_dict(x) for x in self.layers],
             "devices": [_device_dict(d) for d in self.devices],
             "links": [
@@ -184,6 +203,10 @@ class Problem:
             [x.kv_bytes_per_token for x in self.layers],
             [x.flops_per_token for x in self.layers],
             [x.activation_bytes for x in self.layers],
+            [
+                _READ_ALL_WEIGHTS if x.read_bytes_per_token is None else x.read_bytes_per_token
+                for x in self.layers
+            ],
         )
         native.devices = devices
         native.links = links
@@ -198,6 +221,7 @@ class Problem:
 # -- parsing ---------------------------------------------------------------------
 
 _TOP_KEYS = {
+    "version",
     "layers",
     "devices",
     "links",
@@ -207,6 +231,7 @@ _TOP_KEYS = {
     "constraints",
 }
 _LAYER_KEYS = {"name", "weight_bytes", "kv_bytes_per_token", "flops_per_token", "activation_bytes"}
+_LAYER_KEYS_V2 = _LAYER_KEYS | {"read_bytes_per_token"}
 _DEVICE_KEYS = {
     "id",
     "node",
@@ -343,10 +368,15 @@ def _parse_link(value: Any, where: str) -> Link:
 
 def _parse(data: Any) -> Problem:
     top = _object(data, "problem", _TOP_KEYS)
+    version = top.get("version", 1)
+    if isinstance(version, bool) or version not in VERSIONS:
+        raise InvalidArgument(
+            f"version must be one of {', '.join(map(str, VERSIONS))}, got {_show(version)}"
+        )
     layers = []
     for i, raw in enumerate(_list(top, "layers", required=True)):
         where = f"layers[{i}]"
-        m = _object(raw, where, _LAYER_KEYS)
+        m = _object(raw, where, _LAYER_KEYS_V2 if version >= 2 else _LAYER_KEYS)
         layers.append(
             Layer(
                 name=_string(m, "name", where, default=f"layer{i}"),
@@ -354,6 +384,11 @@ def _parse(data: Any) -> Problem:
                 kv_bytes_per_token=_integer(m, "kv_bytes_per_token", where, minimum=0, default=0),
                 flops_per_token=_number(m, "flops_per_token", where, positive=False),
                 activation_bytes=_integer(m, "activation_bytes", where, minimum=0, default=0),
+                read_bytes_per_token=(
+                    _integer(m, "read_bytes_per_token", where, minimum=0)
+                    if "read_bytes_per_token" in m
+                    else None
+                ),
             )
         )
     devices = []
@@ -441,6 +476,11 @@ def _check_problem(p: Problem) -> None:
     total = 0
     for i, layer in enumerate(p.layers):
         total += layer.weight_bytes + tokens * layer.kv_bytes_per_token
+        if layer.read_weight_bytes + tokens * layer.kv_bytes_per_token >= MAX_BYTES:
+            raise InvalidArgument(
+                f"layers[{i}]: read_bytes_per_token + batch * context_tokens * kv must be "
+                "below 2**53"
+            )
         if p.batch * layer.activation_bytes >= MAX_BYTES:
             raise InvalidArgument(f"layers[{i}]: batch * activation_bytes must be below 2**53")
     if total >= MAX_BYTES:
@@ -451,13 +491,17 @@ def _check_problem(p: Problem) -> None:
 
 
 def _layer_dict(x: Any) -> dict[str, Any]:
-    return {
+    out = {
         "name": x.name,
         "weight_bytes": x.weight_bytes,
         "kv_bytes_per_token": x.kv_bytes_per_token,
         "flops_per_token": x.flops_per_token,
         "activation_bytes": x.activation_bytes,
     }
+    read = getattr(x, "read_bytes_per_token", None)
+    if read is not None:
+        out["read_bytes_per_token"] = read
+    return out
 
 
 def _device_dict(d: DeviceSpec) -> dict[str, Any]:

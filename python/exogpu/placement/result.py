@@ -48,6 +48,16 @@ class Placement:
     feasible: bool = True
     infeasible_reason: str = ""
     moved_layers: tuple[int, ...] | None = None
+    # Version 2: what one chat gets (batch / latency: a token passes every
+    # stage before the next can start) and what the whole pipeline gives
+    # (batch / bottleneck) with one request in flight per stage.
+    single_stream_tokens_per_second: float | None = None
+    pipeline_tokens_per_second: float | None = None
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests the pipeline needs in flight for its aggregate rate."""
+        return len(self.stages)
 
     @property
     def gap(self) -> float:
@@ -66,10 +76,11 @@ class Placement:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """The contract's output dict, plus the extensions the contract allows:
+        """The contract's output dict (version 2), plus the extensions it allows:
         strategy, gap, max_memory_fraction, feasible (and infeasible_reason for
         a baseline that overflows a device) and moved_layers (when replanning)."""
         out: dict[str, Any] = {
+            "version": 2,
             "objective": self.objective,
             "value": self.value,
             "stages": [
@@ -89,6 +100,9 @@ class Placement:
             "latency": self.latency,
             "bottleneck": self.bottleneck,
             "tokens_per_second": self.tokens_per_second,
+            "single_stream_tokens_per_second": self.single_stream_tokens_per_second,
+            "pipeline_tokens_per_second": self.pipeline_tokens_per_second,
+            "requests_in_flight": self.requests_in_flight,
             "optimal": self.optimal,
             "lower_bound": self.lower_bound,
             "solve_seconds": self.solve_seconds,
@@ -157,6 +171,10 @@ class Placement:
                 )
             )
         tps = top.get("tokens_per_second")
+
+        def optional_rate(key: str) -> float | None:
+            return None if top.get(key) is None else _real(top, key, "previous")
+
         return cls(
             objective=str(top.get("objective", "throughput")),
             strategy=str(top.get("strategy", "optimal")),
@@ -172,6 +190,8 @@ class Placement:
             max_memory_fraction=_real(top, "max_memory_fraction", "previous"),
             feasible=top.get("feasible", True) is not False,
             infeasible_reason=str(top.get("infeasible_reason", ""))[:1000],
+            single_stream_tokens_per_second=optional_rate("single_stream_tokens_per_second"),
+            pipeline_tokens_per_second=optional_rate("pipeline_tokens_per_second"),
         )
 
 
