@@ -3,6 +3,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdint>
 #include <string>
 
 #include "bindings.hpp"
@@ -44,7 +45,8 @@ void bind_placement(nb::module_& m) {
       .def_rw("weight_bytes", &ep::Layer::weight_bytes)
       .def_rw("kv_bytes_per_token", &ep::Layer::kv_bytes_per_token)
       .def_rw("flops_per_token", &ep::Layer::flops_per_token)
-      .def_rw("activation_bytes", &ep::Layer::activation_bytes);
+      .def_rw("activation_bytes", &ep::Layer::activation_bytes)
+      .def_rw("read_bytes_per_token", &ep::Layer::read_bytes_per_token);
   nb::class_<ep::Device>(m, "PlacementDevice")
       .def(nb::init<>())
       .def_rw("id", &ep::Device::id)
@@ -66,7 +68,26 @@ void bind_placement(nb::module_& m) {
       .def_rw("context_tokens", &ep::Problem::context_tokens)
       .def_rw("memory_headroom", &ep::Problem::memory_headroom)
       .def_rw("fixed_order", &ep::Problem::fixed_order)
-      .def_rw("ring", &ep::Problem::ring);
+      .def_rw("ring", &ep::Problem::ring)
+      .def(
+          "set_layers",
+          [](ep::Problem& p, const std::vector<std::string>& names, const std::vector<std::uint64_t>& weight_bytes,
+             const std::vector<std::uint64_t>& kv_bytes_per_token, const std::vector<double>& flops_per_token,
+             const std::vector<std::uint64_t>& activation_bytes, const std::vector<std::uint64_t>& read_bytes) {
+            const std::size_t n = names.size();
+            if (weight_bytes.size() != n || kv_bytes_per_token.size() != n || flops_per_token.size() != n ||
+                activation_bytes.size() != n || read_bytes.size() != n) {
+              throw InvalidArgument("set_layers: every column needs one entry per layer");
+            }
+            p.layers.resize(n);
+            for (std::size_t i = 0; i < n; ++i) {
+              p.layers[i] = ep::Layer{names[i], weight_bytes[i], kv_bytes_per_token[i], flops_per_token[i],
+                                      activation_bytes[i], read_bytes[i]};
+            }
+          },
+          nb::arg("names"), nb::arg("weight_bytes"), nb::arg("kv_bytes_per_token"), nb::arg("flops_per_token"),
+          nb::arg("activation_bytes"), nb::arg("read_bytes_per_token"),
+          "Sets every layer from columns (one list per field): far faster than a list of PlacementLayer.");
   nb::class_<ep::Stage>(m, "PlacementStage")
       .def_ro("device", &ep::Stage::device)
       .def_ro("first_layer", &ep::Stage::first_layer)
@@ -102,6 +123,13 @@ void bind_placement(nb::module_& m) {
         options.strategy = parse_strategy(strategy);
         options.time_budget_seconds = time_budget;
         options.previous = previous;
+        // Ctrl-C: the search calls this about every 20 ms; it takes the GIL
+        // back for a moment and lets a pending KeyboardInterrupt (or any
+        // signal handler's exception) out of solve() as itself.
+        options.interrupt = [] {
+          nb::gil_scoped_acquire acquire;
+          if (PyErr_CheckSignals() != 0) throw nb::python_error();
+        };
         nb::gil_scoped_release release;
         return ep::solve(problem, options);
       },

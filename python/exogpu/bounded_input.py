@@ -103,7 +103,8 @@ def _check_size(text: str | bytes, what: str, error: ErrorFactory, max_bytes: in
 
 
 def _parse_int(digits: str) -> int:
-    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+    # Up to 1000 digits parse (cheaply) so that _check_tree can name the field.
+    if len(digits.lstrip("-")) > 1000:
         raise ValueError(f"an integer of {len(digits)} digits is too large")
     return int(digits)
 

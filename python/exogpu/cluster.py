@@ -9,21 +9,15 @@ probe measures it; ``Cluster.with_profile()`` is where measured figures go.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from exogpu import InvalidArgument
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from exogpu.bounded_input import load_json, load_toml
 
 
 @dataclass(frozen=True)
@@ -52,13 +46,11 @@ class Cluster:
             raw = path.read_bytes()
         except OSError as e:
             raise InvalidArgument(f"cannot read cluster file {path}: {e.strerror}") from None
-        try:
-            if path.suffix.lower() == ".toml":
-                data: Any = tomllib.loads(raw.decode("utf-8"))
-            else:
-                data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InvalidArgument(f"cluster file {path} cannot be parsed: {e}") from None
+        what = f"cluster file {path}"
+        if path.suffix.lower() == ".toml":
+            data: Any = load_toml(raw, what=what, error=InvalidArgument)
+        else:
+            data = load_json(raw, what=what, error=InvalidArgument)
         return cls.from_json(data, where=str(path))
 
     @classmethod
@@ -69,37 +61,32 @@ class Cluster:
         unknown = sorted(str(k) for k in data if k not in allowed)
         if unknown:
             raise InvalidArgument(f"{where} has unknown field(s): {', '.join(unknown)}")
-        devices = data.get("devices")
-        if not isinstance(devices, list) or not devices:
-            raise InvalidArgument(f"{where}: devices must be a non-empty list")
-        if "default_link" not in data:
-            raise InvalidArgument(f"{where}: default_link is required")
-        parsed = []
-        for i, d in enumerate(devices):
-            if not isinstance(d, Mapping):
-                raise InvalidArgument(f"{where}: devices[{i}] must be an object")
-            try:
-                parsed.append(
-                    ClusterDevice(
-                        id=str(d["id"]),
-                        node=str(d.get("node", d["id"])),
-                        memory_bytes=int(d["memory_bytes"]),
-                        flops=float(d["flops"]),
-                        memory_bandwidth=float(d["memory_bandwidth"]),
-                        name=str(d.get("name", "")),
-                        free_memory_bytes=(
-                            int(d["free_memory_bytes"]) if "free_memory_bytes" in d else None
-                        ),
-                        speed_source=str(d.get("speed_source", "given")),
-                    )
-                )
-            except KeyError as e:
-                raise InvalidArgument(f"{where}: devices[{i}].{e.args[0]} is required") from None
-            except (TypeError, ValueError) as e:
-                raise InvalidArgument(f"{where}: devices[{i}]: {e}") from None
+        # The contract's parser checks every field first and names the bad one.
+        from exogpu.placement.problem import Problem
+
+        contract = {k: v for k, v in data.items() if k not in ("name", "description")}
+        dummy = {"name": "probe", "weight_bytes": 0, "flops_per_token": 0.0}
+        try:
+            Problem.from_json({"layers": [dummy], **contract})
+        except InvalidArgument as e:
+            raise InvalidArgument(f"{where}: {e}") from None
+        devices = data["devices"]
+        parsed = [
+            ClusterDevice(
+                id=str(d["id"]),
+                node=str(d.get("node", d["id"])),
+                memory_bytes=int(d["memory_bytes"]),
+                flops=float(d["flops"]),
+                memory_bandwidth=float(d["memory_bandwidth"]),
+                name=str(d.get("name", "")),
+                free_memory_bytes=(
+                    int(d["free_memory_bytes"]) if "free_memory_bytes" in d else None
+                ),
+                speed_source=str(d.get("speed_source", "given")),
+            )
+            for d in devices
+        ]
         links = data.get("links", [])
-        if not isinstance(links, list):
-            raise InvalidArgument(f"{where}: links must be a list")
         cluster = cls(
             devices=tuple(parsed),
             default_link=dict(data["default_link"]),

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -44,8 +45,12 @@ Priced price(const ep::Problem& p, const std::vector<int>& devices, const std::v
     std::uint64_t mem = 0;
     for (int l = begin; l < end; ++l) {
       const ep::Layer& layer = p.layers[static_cast<std::size_t>(l)];
-      const std::uint64_t m = layer.weight_bytes + p.batch * p.context_tokens * layer.kv_bytes_per_token;
-      time += std::max(B * layer.flops_per_token / dev.flops, static_cast<double>(m) / dev.memory_bandwidth);
+      const std::uint64_t kv = p.batch * p.context_tokens * layer.kv_bytes_per_token;
+      const std::uint64_t m = layer.weight_bytes + kv;  // resident
+      const std::uint64_t streamed =
+          layer.read_bytes_per_token == ep::kReadAllWeights ? layer.weight_bytes : layer.read_bytes_per_token;
+      const auto read = static_cast<double>(streamed + kv);  // per decode step
+      time += std::max(B * layer.flops_per_token / dev.flops, read / dev.memory_bandwidth);
       mem += m;
       if (!previous.empty() && previous[static_cast<std::size_t>(l)] != devices[s]) ++out.moved;
     }
@@ -126,6 +131,8 @@ ep::Problem random_problem(std::mt19937& rng, int D, int L) {
   for (int l = 0; l < L; ++l) {
     p.layers.push_back(ep::Layer{"l" + std::to_string(l), 100 + rng() % 900, rng() % 3,
                                  std::floor(u(rng) * 1000.0), 1 + rng() % 64});
+    // Contract version 2: some layers stream less than they hold.
+    if (rng() % 3 == 0) p.layers.back().read_bytes_per_token = rng() % (p.layers.back().weight_bytes + 1);
   }
   const int nodes = 1 + static_cast<int>(rng() % 2);
   for (int d = 0; d < D; ++d) {
@@ -327,4 +334,53 @@ TEST(PlacementSearch, ProvesEightDevicesTwoHundredLayers) {
     EXPECT_TRUE(got.optimal);
     EXPECT_EQ(got.lower_bound, got.value);
   }
+}
+
+TEST(PlacementBudget, NonPositiveOrNonFiniteBudgetIsRefused) {
+  std::mt19937 rng(11);
+  const ep::Problem p = random_problem(rng, 3, 6);
+  for (double budget : {0.0, -1.0, kInf, -kInf, std::nan("")}) {
+    ep::Options options;
+    options.time_budget_seconds = budget;
+    EXPECT_THROW((void)ep::solve(p, options), exogpu::InvalidArgument) << budget;
+  }
+}
+
+TEST(PlacementBudget, InterruptHookStopsTheSearch) {
+  // 40 distinct devices cannot be proven: the anytime search would use the
+  // whole (long) budget; the hook's exception leaves solve() at once.
+  std::mt19937 rng(13);
+  ep::Problem p = random_problem(rng, 40, 400);
+  for (std::size_t d = 0; d < p.devices.size(); ++d) {
+    p.devices[d].flops = 100.0 + static_cast<double>(d) * 37.0;
+    p.devices[d].memory_bytes = 20000 + d * 1000;
+  }
+  p.fixed_order = false;
+  ep::Options options;
+  options.time_budget_seconds = 600.0;
+  int calls = 0;
+  struct Stop {};
+  options.interrupt = [&] {
+    if (++calls == 3) throw Stop{};
+  };
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_THROW((void)ep::solve(p, options), Stop);
+  EXPECT_EQ(calls, 3);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), 60.0);
+}
+
+TEST(PlacementBudget, TinyBudgetOnTheLargestSizeStillPlaces) {
+  ep::Problem p;
+  for (int l = 0; l < 100000; ++l) p.layers.push_back(ep::Layer{"l", 100 + static_cast<std::uint64_t>(l % 7), 1, 50.0, 8});
+  for (int d = 0; d < 64; ++d) {
+    p.devices.push_back(ep::Device{"d" + std::to_string(d), "n" + std::to_string(d / 4), 400000 + static_cast<std::uint64_t>(d),
+                                   0, 1e6 + d, 1e6 + 3.0 * d});
+  }
+  p.links.assign(64 * 64, ep::Link{1e6, 1e-4});
+  ep::Options options;
+  options.time_budget_seconds = 1e-3;
+  const auto got = ep::solve(p, options);
+  EXPECT_TRUE(got.feasible);
+  EXPECT_GT(got.lower_bound, 0.0);
+  EXPECT_LE(got.lower_bound, got.value);
 }

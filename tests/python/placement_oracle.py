@@ -49,9 +49,12 @@ def price(problem: dict[str, Any], devices: tuple[str, ...], cuts: tuple[int, ..
         time = 0.0
         mem = 0
         for layer in layers[i:j]:
-            m = layer["weight_bytes"] + batch * context * layer.get("kv_bytes_per_token", 0)
+            kv = batch * context * layer.get("kv_bytes_per_token", 0)
+            m = layer["weight_bytes"] + kv  # resident
+            # version 2: the step streams read_bytes_per_token of the weights
+            read = layer.get("read_bytes_per_token", layer["weight_bytes"]) + kv
             time += max(
-                batch * layer["flops_per_token"] / dev["flops"], m / dev["memory_bandwidth"]
+                batch * layer["flops_per_token"] / dev["flops"], read / dev["memory_bandwidth"]
             )
             mem += m
         feasible = feasible and mem <= (1 - headroom) * dev["memory_bytes"]

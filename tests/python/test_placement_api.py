@@ -83,7 +83,9 @@ def test_replan_after_a_device_leaves_reports_moves() -> None:
     data = problem.to_json()
     data["devices"] = [d for d in data["devices"] if d["id"] != gone]
     data["links"] = [x for x in data["links"] if gone not in (x["a"], x["b"])]
-    again = solve(data, previous=first.to_json())
+    with pytest.raises(exogpu.InvalidArgument, match="unknown device"):
+        solve(data, previous=first.to_json())  # the device that left must be named
+    again = solve(data, previous=first.to_json(), departed=[gone])
     moved = again.to_json()["moved_layers"]
     before, after = first.layer_devices(), again.layer_devices()
     assert moved == [i for i, (x, y) in enumerate(zip(before, after, strict=False)) if x != y]
@@ -196,3 +198,44 @@ def test_cli_plan_thermal_down_weights_a_hot_device(tmp_path: Path) -> None:
     refused = cli("plan", "--model", "llama-3-8b", "--cluster", str(CLUSTERS / "home-mixed.json"),
                   "--thermal")  # fmt: skip
     assert refused.returncode == 2 and "cannot judge a cluster file" in refused.stderr
+
+
+def test_version_1_files_load_and_version_2_fields_need_version_2() -> None:
+    problem = lab_problem(4096)
+    v2 = problem.to_json()
+    assert v2["version"] == 2
+    v1 = json.loads(json.dumps(v2))
+    v1["version"] = 1
+    for x in v1["layers"]:
+        x.pop("read_bytes_per_token", None)
+    old = Problem.from_json(v1)
+    assert all(x.read_bytes_per_token is None for x in old.layers)
+    del v1["version"]  # a file from before versions is version 1
+    assert Problem.from_json(v1) == old
+    v1["layers"][0]["read_bytes_per_token"] = 5
+    with pytest.raises(exogpu.InvalidArgument, match="read_bytes_per_token"):
+        Problem.from_json(v1)
+    v2["version"] = 3
+    with pytest.raises(exogpu.InvalidArgument, match="version"):
+        Problem.from_json(v2)
+
+
+def test_single_stream_and_pipeline_rates_are_both_reported() -> None:
+    problem = Problem.from_model(
+        models.get("llama-3-70b"),
+        cluster.Cluster.from_file(CLUSTERS / "home-mixed.json"),
+        dtype="int4",
+        memory_headroom=0.1,
+    )
+    r = solve(problem, "throughput")
+    out = r.to_json()
+    assert out["single_stream_tokens_per_second"] == pytest.approx(1 / r.latency)
+    assert out["pipeline_tokens_per_second"] == pytest.approx(1 / r.bottleneck)
+    assert out["requests_in_flight"] == len(r.stages)
+    if len(r.stages) > 1:
+        assert out["single_stream_tokens_per_second"] < out["pipeline_tokens_per_second"]
+    run = cli("plan", "--model", "llama-3-70b", "--dtype", "int4", "--cluster",
+              str(CLUSTERS / "home-mixed.json"))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    text = " ".join(run.stdout.split())
+    assert "single stream" in text and "pipeline" in text and "in flight" in text

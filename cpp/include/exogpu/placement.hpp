@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,12 +20,19 @@
 
 namespace exogpu::placement {
 
+// Layer::read_bytes_per_token when the layer reads all its weights per step.
+inline constexpr std::uint64_t kReadAllWeights = ~std::uint64_t{0};
+
 struct Layer {
   std::string name;
-  std::uint64_t weight_bytes = 0;
+  std::uint64_t weight_bytes = 0;  // resident
   std::uint64_t kv_bytes_per_token = 0;
   double flops_per_token = 0.0;
   std::uint64_t activation_bytes = 0;
+  // Weight bytes streamed per decode step (contract version 2): an
+  // embedding reads batch rows, a mixture of experts its shared weights and
+  // the experts the batch touches. kReadAllWeights: weight_bytes.
+  std::uint64_t read_bytes_per_token = kReadAllWeights;
 };
 
 struct Device {
@@ -63,7 +71,14 @@ enum class Strategy { optimal, exo_memory_weighted, free_memory_proportional };
 struct Options {
   Objective objective = Objective::throughput;
   Strategy strategy = Strategy::optimal;
+  // Positive and finite. solve() returns within it plus a slack for the
+  // linear work no search can skip (validation, the cost tables, pricing the
+  // answer): see docs/placement.md, "Time budget".
   double time_budget_seconds = 1.0;
+  // Called about every 20 ms while the search runs; whatever it throws
+  // leaves solve() unchanged (the Python binding checks for signals here and
+  // throws the pending KeyboardInterrupt).
+  std::function<void()> interrupt;
   // Empty, or one entry per layer: the index (into Problem::devices) of the
   // device that held the layer in the previous placement, -1 when that device
   // is gone. With it, solve() prefers among the placements of optimal value

@@ -14,10 +14,13 @@ constexpr std::uint64_t kMaxExactBytes = std::uint64_t{1} << 53;
 bool positive_finite(double x) { return std::isfinite(x) && x > 0.0; }
 bool nonnegative_finite(double x) { return std::isfinite(x) && x >= 0.0; }
 
-std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& what) {
+// `what` builds the field's name only when the check fails: validate() runs
+// on every solve and evaluate, over up to 100000 layers.
+template <class What>
+std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, What&& what) {
   std::uint64_t out = 0;
   if (__builtin_mul_overflow(a, b, &out) || out >= kMaxExactBytes) {
-    throw InvalidArgument(what + " exceeds 2^53 bytes");
+    throw InvalidArgument(what() + " exceeds 2^53 bytes");
   }
   return out;
 }
@@ -43,8 +46,8 @@ void validate(const Problem& p, const Options& options) {
   if (!(p.memory_headroom >= 0.0 && p.memory_headroom < 1.0)) {
     throw InvalidArgument("constraints.memory_headroom must be in [0, 1)");
   }
-  if (!(options.time_budget_seconds >= 0.0) || std::isnan(options.time_budget_seconds)) {
-    throw InvalidArgument("time_budget must be non-negative");
+  if (!positive_finite(options.time_budget_seconds)) {
+    throw InvalidArgument("time_budget must be a positive, finite number of seconds");
   }
   std::set<std::string> ids;
   for (std::size_t d = 0; d < D; ++d) {
@@ -59,23 +62,28 @@ void validate(const Problem& p, const Options& options) {
     for (std::size_t e = 0; e < D; ++e) {
       if (e == d) continue;
       const Link& link = p.links[d * D + e];
-      const std::string lat = "link " + dev.id + " <-> " + p.devices[e].id;
-      if (!positive_finite(link.bandwidth)) throw InvalidArgument(lat + ": bandwidth must be positive and finite");
-      if (!nonnegative_finite(link.latency)) throw InvalidArgument(lat + ": latency must be non-negative and finite");
-      if (!same_link(link, p.links[e * D + d])) throw InvalidArgument(lat + ": the matrix is not symmetric");
+      const auto lat = [&] { return "link " + dev.id + " <-> " + p.devices[e].id; };
+      if (!positive_finite(link.bandwidth)) throw InvalidArgument(lat() + ": bandwidth must be positive and finite");
+      if (!nonnegative_finite(link.latency)) throw InvalidArgument(lat() + ": latency must be non-negative and finite");
+      if (!same_link(link, p.links[e * D + d])) throw InvalidArgument(lat() + ": the matrix is not symmetric");
     }
   }
   std::uint64_t total = 0;
-  const std::uint64_t tokens = checked_mul(p.batch, p.context_tokens, "workload.batch * context_tokens");
+  const std::uint64_t tokens =
+      checked_mul(p.batch, p.context_tokens, [] { return std::string("workload.batch * context_tokens"); });
   for (std::size_t l = 0; l < L; ++l) {
     const Layer& layer = p.layers[l];
-    const std::string at = "layers[" + std::to_string(l) + "]";
+    const auto at = [l] { return "layers[" + std::to_string(l) + "]"; };
     if (!nonnegative_finite(layer.flops_per_token)) {
-      throw InvalidArgument(at + ".flops_per_token must be non-negative and finite");
+      throw InvalidArgument(at() + ".flops_per_token must be non-negative and finite");
     }
-    const std::uint64_t kv = checked_mul(tokens, layer.kv_bytes_per_token, at + " KV cache");
-    (void)checked_mul(p.batch, layer.activation_bytes, at + " activations");
-    if (layer.weight_bytes >= kMaxExactBytes) throw InvalidArgument(at + ".weight_bytes exceeds 2^53");
+    const std::uint64_t kv = checked_mul(tokens, layer.kv_bytes_per_token, [&] { return at() + " KV cache"; });
+    (void)checked_mul(p.batch, layer.activation_bytes, [&] { return at() + " activations"; });
+    if (layer.weight_bytes >= kMaxExactBytes) throw InvalidArgument(at() + ".weight_bytes exceeds 2^53");
+    if (layer.read_bytes_per_token != kReadAllWeights &&
+        layer.read_bytes_per_token + kv >= kMaxExactBytes) {  // each term < 2^53: no wrap
+      throw InvalidArgument(at() + ".read_bytes_per_token (with the KV cache) exceeds 2^53");
+    }
     total += layer.weight_bytes + kv;  // each term < 2^53 and total < 2^53: no wrap
     if (total >= kMaxExactBytes) throw InvalidArgument("the model's resident bytes exceed 2^53");
   }
@@ -95,11 +103,17 @@ std::uint64_t resident_bytes(const Problem& p, int layer) {
   return l.weight_bytes + p.batch * p.context_tokens * l.kv_bytes_per_token;
 }
 
+std::uint64_t read_bytes(const Problem& p, int layer) {
+  const Layer& l = p.layers[static_cast<std::size_t>(layer)];
+  const std::uint64_t weights = l.read_bytes_per_token == kReadAllWeights ? l.weight_bytes : l.read_bytes_per_token;
+  return weights + p.batch * p.context_tokens * l.kv_bytes_per_token;
+}
+
 double layer_time(const Problem& p, int layer, int device) {
   const Layer& l = p.layers[static_cast<std::size_t>(layer)];
   const Device& d = p.devices[static_cast<std::size_t>(device)];
   const double compute = static_cast<double>(p.batch) * l.flops_per_token / d.flops;
-  const double memory = static_cast<double>(resident_bytes(p, layer)) / d.memory_bandwidth;
+  const double memory = static_cast<double>(read_bytes(p, layer)) / d.memory_bandwidth;
   return compute > memory ? compute : memory;
 }
 
@@ -174,8 +188,15 @@ CostTables::CostTables(const Problem& p, std::vector<std::vector<int>> groups,
     }
   }
 
-  hop_.assign(static_cast<std::size_t>(U) * U * (L + 1), 0.0);
-  ring_latency_.assign(static_cast<std::size_t>(U) * U, 0.0);
+  activation_.assign(static_cast<std::size_t>(L) + 1, 0.0);
+  for (int j = 1; j < L; ++j) {
+    activation_[static_cast<std::size_t>(j)] =
+        static_cast<double>(p.batch * p.layers[static_cast<std::size_t>(j) - 1].activation_bytes);
+  }
+  const std::size_t pairs = static_cast<std::size_t>(U) * U;
+  link_latency_.assign(pairs, 0.0);
+  link_bandwidth_.assign(pairs, 1.0);
+  ring_latency_.assign(pairs, 0.0);
   const auto D = p.devices.size();
   for (int a = 0; a < U; ++a) {
     for (int b = 0; b < U; ++b) {
@@ -186,10 +207,11 @@ CostTables::CostTables(const Problem& p, std::vector<std::vector<int>> groups,
         if (groups_[a].size() < 2) continue;
         y = groups_[a][1];
       }
-      ring_latency_[static_cast<std::size_t>(a) * U + b] = p.links[static_cast<std::size_t>(x) * D + y].latency;
-      for (int j = 1; j < L; ++j) {
-        hop_[(static_cast<std::size_t>(a) * U + b) * (L + 1) + j] = hop_time(p, x, y, j - 1);
-      }
+      const Link& link = p.links[static_cast<std::size_t>(x) * D + y];
+      const std::size_t ab = static_cast<std::size_t>(a) * U + b;
+      ring_latency_[ab] = link.latency;
+      link_latency_[ab] = link.latency;
+      link_bandwidth_[ab] = link.bandwidth;
     }
   }
 }

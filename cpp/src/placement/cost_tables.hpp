@@ -1,6 +1,8 @@
 // Precomputed cost tables of one placement problem, so that the search prices
 // any stage or hop in O(1) (prefix sums of resident bytes and of per-device
-// layer times, hop times for every cut).
+// layer times; a hop from its link and the activation bytes of the cut).
+// Every table is O(units * layers) or O(units^2): at the contract's largest
+// size (64 devices, 100000 layers) a units^2 * layers table would take GBs.
 //
 // The search works on "units": a unit is one device, or a class of identical
 // devices (same node, same figures, same links) collapsed into a count so that
@@ -48,8 +50,10 @@ class CostTables {
   // Smallest j such that layers j..k-1 fit on unit u (k when none does).
   [[nodiscard]] int lowest_fitting_start(int u, int k) const noexcept { return lo_memory_[idx(u, k)]; }
   // Hop from unit a to unit b when the next stage starts at layer j (1..L-1).
+  // The same arithmetic as hop_time(), so that evaluate() agrees bit for bit.
   [[nodiscard]] double hop(int a, int b, int j) const noexcept {
-    return hop_[(static_cast<std::size_t>(a) * units() + b) * (layers_ + 1) + j];
+    const std::size_t ab = static_cast<std::size_t>(a) * units() + b;
+    return link_latency_[ab] + activation_[j] / link_bandwidth_[ab];
   }
   [[nodiscard]] double ring_latency(int a, int b) const noexcept {
     return ring_latency_[static_cast<std::size_t>(a) * units() + b];
@@ -59,6 +63,7 @@ class CostTables {
     return not_previous_[idx(u, k)];
   }
   [[nodiscard]] double capacity(int u) const noexcept { return capacity_[u]; }
+  [[nodiscard]] double memory(int u) const noexcept { return memory_[u]; }
   [[nodiscard]] std::uint64_t total_memory() const noexcept { return prefix_memory_[layers_]; }
 
  private:
@@ -72,7 +77,9 @@ class CostTables {
   std::vector<double> memory_;
   std::vector<double> capacity_;
   std::vector<int> lo_memory_;
-  std::vector<double> hop_;
+  std::vector<double> activation_;  // batch * activation bytes of layer j-1, at j
+  std::vector<double> link_latency_;
+  std::vector<double> link_bandwidth_;
   std::vector<double> ring_latency_;
   std::vector<int> not_previous_;
 };
@@ -80,7 +87,9 @@ class CostTables {
 // Resident bytes of layer l: weight + batch * context * kv (overflow checked
 // by validate()).
 [[nodiscard]] std::uint64_t resident_bytes(const Problem& problem, int layer);
-// Roofline time of layer l on device d.
+// Bytes layer l reads per decode step: its streamed weights + the KV cache.
+[[nodiscard]] std::uint64_t read_bytes(const Problem& problem, int layer);
+// Roofline time of layer l on device d (compute against read_bytes).
 [[nodiscard]] double layer_time(const Problem& problem, int layer, int device);
 // Hop time from device a to device b after layer `after` (activation of it).
 [[nodiscard]] double hop_time(const Problem& problem, int a, int b, int after);

@@ -19,7 +19,6 @@
 // equality tests on doubles are exact.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -28,22 +27,9 @@
 #include <vector>
 
 #include "placement/cost_tables.hpp"
+#include "placement/deadline.hpp"
 
 namespace exogpu::placement::detail {
-
-struct TimeUp {};
-
-class Deadline {
- public:
-  explicit Deadline(std::chrono::steady_clock::time_point at) : at_(at) {}
-  void check() const {
-    if (std::chrono::steady_clock::now() > at_) throw TimeUp{};
-  }
-  [[nodiscard]] bool passed() const { return std::chrono::steady_clock::now() > at_; }
-
- private:
-  std::chrono::steady_clock::time_point at_;
-};
 
 // Free order: a node counts how many members of each unit group are used.
 class FreeOrder {
@@ -58,6 +44,11 @@ class FreeOrder {
     }
   }
   [[nodiscard]] std::uint64_t nodes() const noexcept { return stride_[units_]; }
+  // Table rows: one per (node, last unit).
+  [[nodiscard]] std::size_t slots() const noexcept { return static_cast<std::size_t>(nodes()) * units_; }
+  [[nodiscard]] std::size_t slot(std::uint64_t n, int e) const noexcept {
+    return static_cast<std::size_t>(n) * units_ + static_cast<std::size_t>(e);
+  }
   [[nodiscard]] int first() const noexcept { return first_; }
   [[nodiscard]] int used(std::uint64_t n, int u) const noexcept {
     return static_cast<int>((n / stride_[u]) % static_cast<std::uint64_t>(radix_[u]));
@@ -93,6 +84,9 @@ class FixedOrder {
  public:
   FixedOrder(std::vector<int> order, int first) : order_(std::move(order)), first_(first) {}
   [[nodiscard]] std::uint64_t nodes() const noexcept { return order_.size() + 1; }
+  // A node's last unit is fixed by the order: one table row per node.
+  [[nodiscard]] std::size_t slots() const noexcept { return order_.size() + 1; }
+  [[nodiscard]] std::size_t slot(std::uint64_t n, int) const noexcept { return static_cast<std::size_t>(n); }
   [[nodiscard]] int first() const noexcept { return first_; }
   template <class F>
   void for_each_last(std::uint64_t n, F&& f) const {
@@ -170,6 +164,7 @@ class Search {
   // for one-stage paths: the caller prices those separately).
   [[nodiscard]] double min_max(bool memory_mode) {
     const bool ring = !memory_mode && topo_.first() >= 0;
+    deadline_.poll();  // before allocating the table
     f_.assign(cells(), kInf);
     std::vector<double> g(static_cast<std::size_t>(L_) + 1);
     double best = kInf;
@@ -179,6 +174,7 @@ class Search {
         std::fill(g.begin(), g.end(), kInf);
         if (topo_.start_allowed(n, e)) g[0] = 0.0;
         topo_.for_each_pred(n, e, [&](std::uint64_t p, int d) {
+          deadline_.check(static_cast<std::uint64_t>(L_));
           const double* fp = &f_[at(p, d, 0)];
           for (int j = 1; j < L_; ++j) {
             if (fp[j] == kInf) continue;
@@ -191,6 +187,7 @@ class Search {
         for (int k = 1; k <= L_; ++k) {
           double b = kInf;
           const int lo = t_.lowest_fitting_start(e, k);
+          deadline_.check(static_cast<std::uint64_t>(k - lo) + 1);  // the scan's length, at most
           for (int j = k - 1; j >= lo; --j) {
             const double s = memory_mode ? t_.memory_ratio(e, j, k) : t_.stage_time(e, j, k);
             if (s >= b) break;  // starts further left only cost more
@@ -215,6 +212,7 @@ class Search {
   [[nodiscard]] std::optional<SumResult> min_sum(SumOrder order, Caps caps) {
     order_ = order;
     caps_ = caps;
+    deadline_.poll();
     build_windows();
     keys_.assign(cells(), SumKey{});
     std::vector<SumKey> g(static_cast<std::size_t>(L_) + 1);
@@ -230,6 +228,7 @@ class Search {
         SumKey* fe = &keys_[at(n, e, 0)];
         window.clear();
         for (int k = 1; k <= L_; ++k) {
+          deadline_.check();  // O(1) amortised per k
           const int j = k - 1;
           if (g[j].reachable()) {
             const SumKey a = start_key(e, j, g[j]);
@@ -262,11 +261,9 @@ class Search {
   }
 
  private:
-  [[nodiscard]] std::size_t cells() const {
-    return static_cast<std::size_t>(topo_.nodes()) * U_ * (L_ + 1);
-  }
+  [[nodiscard]] std::size_t cells() const { return topo_.slots() * (L_ + 1); }
   [[nodiscard]] std::size_t at(std::uint64_t n, int e, int k) const noexcept {
-    return (static_cast<std::size_t>(n) * U_ + e) * (L_ + 1) + k;
+    return topo_.slot(n, e) * (L_ + 1) + k;
   }
 
   // Starts j allowed for a stage on e ending at k: j >= lo_[e][k], a bound
@@ -275,6 +272,7 @@ class Search {
     lo_.assign(static_cast<std::size_t>(U_) * (L_ + 1), 0);
     for (int e = 0; e < U_; ++e) {
       int j = 0;
+      deadline_.check(2 * static_cast<std::uint64_t>(L_));
       for (int k = 1; k <= L_; ++k) {
         j = j > t_.lowest_fitting_start(e, k) ? j : t_.lowest_fitting_start(e, k);
         while (j < k && (t_.stage_time(e, j, k) > caps_.cost ||
@@ -291,6 +289,7 @@ class Search {
     std::fill(g.begin(), g.end(), SumKey{});
     if (topo_.start_allowed(n, e)) g[0] = SumKey{0.0, 0, 0};
     topo_.for_each_pred(n, e, [&](std::uint64_t p, int d) {
+      deadline_.check(static_cast<std::uint64_t>(L_));
       const SumKey* fp = &keys_[at(p, d, 0)];
       for (int j = 1; j < L_; ++j) {
         if (!fp[j].reachable()) continue;
@@ -316,6 +315,7 @@ class Search {
     std::vector<SumKey> g(static_cast<std::size_t>(L_) + 1);
     int k = L_;
     while (true) {
+      deadline_.check(static_cast<std::uint64_t>(L_));
       const SumKey target = keys_[at(n, e, k)];
       arrivals(n, e, g);
       const int lo = lo_[static_cast<std::size_t>(e) * (L_ + 1) + k];

@@ -10,14 +10,16 @@
 #include "placement/baselines.hpp"
 #include "placement/cost_tables.hpp"
 #include "placement/format.hpp"
+#include "placement/greedy.hpp"
 #include "placement/lower_bound.hpp"
 #include "placement/search_engine.hpp"
+#include "placement/deadline.hpp"
 
 namespace exogpu::placement {
 namespace detail {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = Deadline::Clock;
 
 // The exact free-order table may take this many (node, unit, layer) cells;
 // past it (about 200 MB of keys) the anytime search takes over.
@@ -127,75 +129,166 @@ std::vector<StageSpec> to_devices(const CostTables& t, const std::vector<UnitSta
   throw Infeasible(message, needed, capacity);
 }
 
-double primary_of(const Placement& placement) { return placement.value; }
+// The best placement offered so far, priced by evaluate(); ties on the
+// objective go to fewer stages, then the smaller latency.
+class Incumbent {
+ public:
+  Incumbent(const Problem& p, Objective objective) : p_(p), objective_(objective) {}
+  void offer(const std::vector<StageSpec>& stages) {
+    if (stages.empty()) return;
+    Placement candidate = evaluate(p_, objective_, stages);
+    if (!candidate.feasible) return;
+    if (!best_ || better(candidate, *best_)) best_ = std::move(candidate);
+  }
+  void reset() { best_.reset(); }
+  [[nodiscard]] bool has() const noexcept { return best_.has_value(); }
+  [[nodiscard]] double value() const noexcept { return best_ ? best_->value : kInf; }
+  [[nodiscard]] Placement take() { return std::move(*best_); }
+
+ private:
+  static bool better(const Placement& a, const Placement& b) {
+    if (a.value != b.value) return a.value < b.value;
+    if (a.stages.size() != b.stages.size()) return a.stages.size() < b.stages.size();
+    return a.latency < b.latency;
+  }
+  const Problem& p_;
+  Objective objective_;
+  std::optional<Placement> best_;
+};
 
 // Anytime search for problems too large to prove: each device order is solved
 // exactly as a fixed-order problem; orders are improved by moving one device
-// at a time until the deadline.
-std::optional<Outcome> search_orders(const CostTables& t, const Problem& p, Objective objective,
-                                     const Deadline& deadline) {
+// at a time until the deadline. Every improvement is offered as soon as it is
+// found, so a deadline (TimeUp, which this lets through) loses nothing found.
+void search_orders(const CostTables& t, const Problem& p, Objective objective, const Deadline& deadline,
+                   Incumbent& incumbent) {
   const int U = t.units();
-  const auto far = Deadline(Clock::now() + std::chrono::hours(24));
   std::vector<std::vector<int>> seeds;
   std::vector<int> identity(static_cast<std::size_t>(U));
   std::iota(identity.begin(), identity.end(), 0);
   seeds.push_back(identity);
+  const int L = t.layers();
   auto sorted_by = [&](auto key) {
     std::vector<int> order = identity;
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return key(a) > key(b); });
     seeds.push_back(order);
   };
-  const int L = t.layers();
   sorted_by([&](int u) { return -t.stage_time(u, 0, L); });  // fastest first
   sorted_by([&](int u) { return t.capacity(u); });            // largest first
-  std::optional<Outcome> best;
+  double best = kInf;
   std::vector<int> best_order;
-  auto score = [&](const std::vector<int>& order, const Deadline& d, bool value_only) {
-    return solve_family(t, p, objective, d, [&](int f) { return FixedOrder(order, f); }, value_only);
+  // Value first (cheap for the bottleneck objectives), the placement only
+  // when it improves.
+  auto try_order = [&](const std::vector<int>& order) {
+    auto make = [&](int f) { return FixedOrder(order, f); };
+    auto o = solve_family(t, p, objective, deadline, make, true);
+    if (!o || !(o->primary < best)) return false;
+    if (objective != Objective::latency) o = solve_family(t, p, objective, deadline, make, false);
+    if (!o) return false;
+    best = o->primary;
+    best_order = order;
+    incumbent.offer(to_devices(t, o->best.stages));
+    return true;
   };
-  for (const auto& order : seeds) {
-    auto o = score(order, far, true);
-    if (o && (!best || o->primary < best->primary)) {
-      best = o;
+  for (const auto& order : seeds) (void)try_order(order);
+  if (best_order.empty()) return;
+  std::mt19937 rng(12345);
+  int stale = 0;
+  while (!deadline.passed() && stale < 50 * U * U) {
+    std::vector<int> order = best_order;
+    const int a = static_cast<int>(rng() % static_cast<unsigned>(U));
+    const int b = static_cast<int>(rng() % static_cast<unsigned>(U));
+    if (a == b) continue;
+    if (rng() % 2 == 0) {
+      std::swap(order[static_cast<std::size_t>(a)], order[static_cast<std::size_t>(b)]);
+    } else {
+      const int moved = order[static_cast<std::size_t>(a)];
+      order.erase(order.begin() + a);
+      order.insert(order.begin() + b, moved);
+    }
+    stale = try_order(order) ? 0 : stale + 1;
+  }
+}
+
+// The linear-time search: for the bottleneck objectives, a bisection on the
+// cap with a greedy fill per device order (seeds, then one device moved at a
+// time); for latency, the fastest devices filled first. Cheap enough for the
+// contract's largest problems, where even one exact fixed-order pass is not.
+void greedy_search(const CostTables& t, const Problem& p, Objective objective, const Deadline& deadline,
+                   Incumbent& incumbent, double low) {
+  std::vector<int> given(static_cast<std::size_t>(t.units()));
+  std::iota(given.begin(), given.end(), 0);
+  if (objective == Objective::latency || p.fixed_order) {
+    if (!p.fixed_order) incumbent.offer(greedy_fill(t, speed_order(t)));
+    if (objective == Objective::latency) return;
+  }
+  const int U = t.units();
+  std::vector<std::vector<int>> seeds;
+  if (p.fixed_order) {
+    seeds.push_back(given);
+  } else {
+    seeds = {capacity_order(t), speed_order(t), given};
+  }
+  std::vector<int> best_order;
+  double best = kInf;
+  auto try_order = [&](const std::vector<int>& order) {
+    if (!incumbent.has()) return false;
+    auto stages = greedy_bottleneck(t, p, objective, order, low, incumbent.value(), deadline);
+    if (stages.empty()) return false;
+    const double before = incumbent.value();
+    incumbent.offer(stages);
+    if (incumbent.value() < before || best_order.empty()) {
+      best = incumbent.value();
       best_order = order;
+      return true;
     }
-  }
-  if (best) {
-    std::mt19937 rng(12345);
-    int stale = 0;
-    while (!deadline.passed() && stale < 50 * U * U) {
-      std::vector<int> order = best_order;
-      const int a = static_cast<int>(rng() % static_cast<unsigned>(U));
-      const int b = static_cast<int>(rng() % static_cast<unsigned>(U));
-      if (a == b) continue;
-      if (rng() % 2 == 0) {
-        std::swap(order[static_cast<std::size_t>(a)], order[static_cast<std::size_t>(b)]);
-      } else {
-        const int moved = order[static_cast<std::size_t>(a)];
-        order.erase(order.begin() + a);
-        order.insert(order.begin() + b, moved);
-      }
-      try {
-        auto o = score(order, deadline, true);
-        if (o && o->primary < best->primary) {
-          best = o;
-          best_order = order;
-          stale = 0;
-        } else {
-          ++stale;
-        }
-      } catch (const TimeUp&) {
-        break;
-      }
+    return false;
+  };
+  for (const auto& order : seeds) (void)try_order(order);
+  if (best_order.empty() || p.fixed_order || U < 2) return;
+  (void)best;
+  std::mt19937 rng(777);
+  int stale = 0;
+  while (!deadline.passed() && stale < 20 * U * U) {
+    std::vector<int> order = best_order;
+    const int a = static_cast<int>(rng() % static_cast<unsigned>(U));
+    const int b = static_cast<int>(rng() % static_cast<unsigned>(U));
+    if (a == b) continue;
+    if (rng() % 2 == 0) {
+      std::swap(order[static_cast<std::size_t>(a)], order[static_cast<std::size_t>(b)]);
+    } else {
+      const int moved = order[static_cast<std::size_t>(a)];
+      order.erase(order.begin() + a);
+      order.insert(order.begin() + b, moved);
     }
-    best = score(best_order, far, false);
+    stale = try_order(order) ? 0 : stale + 1;
   }
-  return best;
+}
+
+// The best lower bound affordable before the deadline: the relaxation when
+// it finishes, else the trivial bound (kInf: shown infeasible).
+double bound_within(const CostTables& t, Objective objective, const Deadline& deadline) {
+  const double trivial = trivial_lower_bound(t, objective);
+  try {
+    return std::max(trivial, relaxed_lower_bound(t, objective, deadline));
+  } catch (const TimeUp&) {
+    return trivial;
+  }
+}
+
+Deadline::Clock::time_point fraction_of(Deadline::Clock::time_point started, Deadline::Clock::duration budget,
+                                        double fraction) {
+  return started + std::chrono::duration_cast<Deadline::Clock::duration>(budget * fraction);
 }
 
 }  // namespace
 }  // namespace detail
 
+// Where the budget goes. The linear work (validation, cost tables, a greedy
+// placement, the trivial bound, pricing the answer) always runs; it is the
+// documented slack. Of the budget, the exact search may take 85%; when it
+// cannot prove, the anytime search runs to 70% (from the start) and the
+// bounds to 95%, so the answer is priced before the deadline.
 Placement solve(const Problem& problem, const Options& options) {
   using namespace detail;
   const auto started = Clock::now();
@@ -203,6 +296,9 @@ Placement solve(const Problem& problem, const Options& options) {
   const auto seconds_since = [&] {
     return std::chrono::duration<double>(Clock::now() - started).count();
   };
+  const auto budget = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(std::min(options.time_budget_seconds, 1.0e6)));
+  const Deadline deadline(started + budget, &options.interrupt);
   const CostTables singles(problem, device_groups(problem, false), options.previous);
 
   Placement result;
@@ -211,47 +307,85 @@ Placement solve(const Problem& problem, const Options& options) {
                                                                            : free_memory_proportional(problem);
     result = evaluate(problem, options.objective, stages);
     result.optimal = false;
-    const double bound = relaxed_lower_bound(singles, options.objective);
+    const double bound = bound_within(singles, options.objective, deadline);
     result.lower_bound = bound == kInf ? 0.0 : std::min(bound, result.value);
   } else {
-    const auto budget = std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double>(std::min(options.time_budget_seconds, 1.0e6)));
-    const Deadline deadline(started + budget);
-    std::optional<Outcome> outcome;
+    Incumbent incumbent(problem, options.objective);
+    std::vector<int> given(problem.devices.size());
+    std::iota(given.begin(), given.end(), 0);
+    incumbent.offer(greedy_fill(singles, problem.fixed_order ? given : capacity_order(singles)));
+    const double trivial = trivial_lower_bound(singles, options.objective);
+    // One exact fixed-order pass costs about units^2 * layers steps; past
+    // this many the order search cannot finish a pass in a useful time.
+    const bool exact_orders_affordable =
+        static_cast<double>(singles.units()) * singles.units() * singles.layers() <= 2.0e7;
+    const auto run_greedy = [&](double until) {
+      try {
+        greedy_search(singles, problem, options.objective, deadline.sooner(fraction_of(started, budget, until)),
+                      incumbent, trivial);
+      } catch (const TimeUp&) {
+      }
+    };
+
+    std::optional<Outcome> exact;
     bool proven = false;
-    const CostTables* tables = &singles;
-    std::optional<CostTables> grouped;
+    std::uint64_t explored = 0;
     if (problem.fixed_order) {
-      // Cheap (D^2 * L states): always run to the end.
-      const Deadline far(Clock::now() + std::chrono::hours(24));
-      std::vector<int> order(problem.devices.size());
-      std::iota(order.begin(), order.end(), 0);
-      outcome = solve_family(singles, problem, options.objective, far,
-                             [&](int f) { return FixedOrder(order, f); });
-      proven = true;
+      try {
+        exact = solve_family(singles, problem, options.objective, deadline.sooner(fraction_of(started, budget, 0.85)),
+                             [&](int f) { return FixedOrder(given, f); });
+        proven = true;
+        if (exact) {
+          incumbent.reset();  // the exact answer, with the contract's tie-breaks
+          incumbent.offer(to_devices(singles, exact->best.stages));
+        }
+      } catch (const TimeUp&) {
+        run_greedy(0.9);
+      }
     } else {
-      grouped.emplace(problem, device_groups(problem, options.previous.empty()), options.previous);
-      const FreeOrder probe(*grouped, -1);
-      const std::uint64_t cells =
-          probe.nodes() * static_cast<std::uint64_t>(grouped->units()) * (problem.layers.size() + 1);
-      if (probe.nodes() < (std::uint64_t{1} << 40) && cells <= kMaxExactCells) {
+      auto groups = device_groups(problem, options.previous.empty());
+      std::uint64_t nodes = 1;
+      for (const auto& g : groups) {
+        nodes *= static_cast<std::uint64_t>(g.size() + 1);
+        if (nodes > (std::uint64_t{1} << 40)) break;
+      }
+      const std::uint64_t cells = nodes * groups.size() * (problem.layers.size() + 1);
+      if (nodes < (std::uint64_t{1} << 40) && cells <= kMaxExactCells) {
         try {
-          outcome = solve_family(*grouped, problem, options.objective, deadline,
-                                 [&](int f) { return FreeOrder(*grouped, f); });
+          const CostTables grouped(problem, std::move(groups), options.previous);
+          exact = solve_family(grouped, problem, options.objective,
+                               deadline.sooner(fraction_of(started, budget, 0.85)),
+                               [&](int f) { return FreeOrder(grouped, f); });
           proven = true;
-          tables = &*grouped;
+          if (exact) {
+            // The exact answer, ties broken as the contract says: it replaces
+            // the greedy one even at equal value.
+            incumbent.reset();
+            incumbent.offer(to_devices(grouped, exact->best.stages));
+          }
         } catch (const TimeUp&) {
-          outcome.reset();
         }
       }
-      if (!proven) outcome = search_orders(singles, problem, options.objective, deadline);
+      if (!proven) {
+        run_greedy(exact_orders_affordable ? 0.3 : 0.7);
+      }
+      if (!proven && exact_orders_affordable) {
+        try {
+          search_orders(singles, problem, options.objective, deadline.sooner(fraction_of(started, budget, 0.7)),
+                        incumbent);
+        } catch (const TimeUp&) {
+        }
+      }
     }
-    double bound = proven ? 0.0 : relaxed_lower_bound(singles, options.objective);
-    if (!outcome) throw_infeasible(problem, proven || bound == kInf);
-    result = evaluate(problem, options.objective, to_devices(*tables, outcome->best.stages));
-    if (!proven) bound = counting_lower_bound(singles, options.objective, bound, result.value);
-    result.states_explored = outcome->explored;
-    if (proven || primary_of(result) <= bound) {
+    if (exact) explored = exact->explored;
+    if (proven && !exact) throw_infeasible(problem, true);
+    double bound = proven ? 0.0 : bound_within(singles, options.objective,
+                                               deadline.sooner(fraction_of(started, budget, 0.95)));
+    if (!incumbent.has()) throw_infeasible(problem, bound == kInf);
+    result = incumbent.take();
+    if (!proven) bound = counting_lower_bound(singles, options.objective, bound, result.value, deadline);
+    result.states_explored = explored;
+    if (proven || result.value <= bound) {
       result.optimal = true;
       result.lower_bound = result.value;
     } else {

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from exogpu import InvalidArgument
+from exogpu.bounded_input import load_json
 from exogpu.placement import BASELINES, OBJECTIVES, STRATEGIES, Placement, Problem, solve
 
 
@@ -18,7 +21,19 @@ def register(subparsers: Any) -> None:
     place = subparsers.add_parser(
         "place", help="solve a placement problem file (docs/placement.md)"
     )
-    place.add_argument("--problem", required=True, help="problem JSON file")
+    place.add_argument("--problem", required=True, help="problem JSON or TOML file")
+    place.add_argument(
+        "--previous",
+        metavar="FILE",
+        help="a previous placement (the --json output): prefer the plan that moves fewest layers",
+    )
+    place.add_argument(
+        "--departed",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a device of --previous that left the cluster (repeatable)",
+    )
     place.add_argument("--objective", choices=OBJECTIVES, default="throughput")
     place.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     place.add_argument("--time-budget", type=float, default=1.0, metavar="SECONDS")
@@ -30,7 +45,19 @@ def register(subparsers: Any) -> None:
     )
     plan.add_argument("--model", required=True, help="catalog name or path to a config.json")
     plan.add_argument("--cluster", help="cluster JSON or TOML file (default: the devices here)")
-    plan.add_argument("--objective", choices=OBJECTIVES, default="throughput")
+    plan.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=None,
+        help="default: latency for one stream, throughput for several (--streams)",
+    )
+    plan.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        metavar="N",
+        help="concurrent requests to serve (default 1: one chat, optimised for latency)",
+    )
     plan.add_argument("--dtype", choices=("bf16", "fp8", "int4"), default="bf16")
     plan.add_argument("--context", type=int, default=0, metavar="TOKENS")
     plan.add_argument("--batch", type=int, default=1)
@@ -51,14 +78,31 @@ def register(subparsers: Any) -> None:
 
 
 def _error(message: str) -> int:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    # escape: a hostile file's field names and ids must not read as markup
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return 2
+
+
+def _read_previous(path: str) -> Any:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise InvalidArgument(f"cannot read previous placement {path}: {e.strerror}") from None
+    return load_json(raw, what=f"previous placement {path}", error=InvalidArgument)
 
 
 def run_place(args: argparse.Namespace) -> int:
     try:
-        problem = Problem.from_json(args.problem)
-        result = solve(problem, args.objective, args.time_budget, args.strategy)
+        problem = Problem.from_json(Path(args.problem))
+        previous = _read_previous(args.previous) if args.previous else None
+        result = solve(
+            problem,
+            args.objective,
+            args.time_budget,
+            args.strategy,
+            previous=previous,
+            departed=args.departed,
+        )
     except (InvalidArgument, ValueError) as e:
         return _error(str(e))
     if args.json:
@@ -103,6 +147,10 @@ def run_plan(args: argparse.Namespace) -> int:
 
     if args.thermal and args.cluster:
         return _error("--thermal reads this machine's sensors; it cannot judge a cluster file")
+    if args.streams < 1:
+        return _error(f"--streams must be at least 1, got {args.streams}")
+    if args.objective is None:
+        args.objective = "latency" if args.streams == 1 else "throughput"
     thermal: dict[str, dict[str, Any]] = {}
     try:
         model = models.get(args.model)
@@ -123,7 +171,11 @@ def run_plan(args: argparse.Namespace) -> int:
         return _error(str(e))
     if args.json:
         out = {
+            "version": 2,
             "model": model.name,
+            "streams": args.streams,
+            "objective": args.objective,
+            "streams_tokens_per_second": _with_streams(best, args.streams),
             "dtype": args.dtype,
             "cluster": cluster.to_json(),
             "placement": best.to_json(),
@@ -136,65 +188,98 @@ def run_plan(args: argparse.Namespace) -> int:
         return 0
     console = Console()
     console.print(
-        f"[bold]{model.name}[/] in {args.dtype}: {problem.total_resident_bytes() / 2**30:.2f} GiB "
+        f"[bold]{escape(model.name)}[/] in {args.dtype}: "
+        f"{problem.total_resident_bytes() / 2**30:.2f} GiB "
         f"resident (batch {args.batch}, context {args.context}) on "
         f"{len(cluster.devices)} device(s)",
         highlight=False,
     )
     for d in cluster.devices:
         console.print(
-            f"  {d.id} {d.name or ''} on {d.node}: {d.memory_bytes / 2**30:.1f} GiB, "
+            f"  {escape(d.id)} {escape(d.name or '')} on {escape(d.node)}: "
+            f"{d.memory_bytes / 2**30:.1f} GiB, "
             f"{d.flops / 1e12:.2f} TFLOP/s, {d.memory_bandwidth / 1e9:.0f} GB/s "
-            f"(speed: {d.speed_source})",
+            f"(speed: {escape(d.speed_source)})",
             highlight=False,
         )
     for device_id, seen in thermal.items():
         if seen["weight"] < 1.0:
             console.print(
-                f"  thermal: {device_id} is {seen['state']}: its speed counts "
+                f"  thermal: {escape(device_id)} is {seen['state']}: its speed counts "
                 f"x{seen['weight']:.2f}",
                 highlight=False,
             )
     _print_placement(console, problem, best, title=f"optimal ({args.objective})")
     summary = Table(title="Against the baselines (same cost model)")
-    for col in ("strategy", "tokens/s", "latency (ms)", "stages", "fits"):
+    for col in (
+        "strategy",
+        "single stream tok/s",
+        "pipeline tok/s",
+        "in flight",
+        "latency (ms)",
+        "stages",
+        "fits",
+    ):
         summary.add_column(col)
     for name, r in [("optimal", best), *baselines.items()]:
         summary.add_row(
             name,
-            _tps(r),
+            _rate(r.single_stream_tokens_per_second),
+            _rate(r.pipeline_tokens_per_second),
+            str(r.requests_in_flight),
             f"{r.latency * 1e3:.3f}",
             str(len(r.stages)),
-            "yes" if r.feasible else f"no: {r.infeasible_reason}",
+            "yes" if r.feasible else escape(f"no: {r.infeasible_reason}"),
         )
     console.print(summary)
+    if args.streams > 1:
+        console.print(
+            f"with {args.streams} streams: about "
+            f"{_rate(_with_streams(best, args.streams))} tokens/s in all",
+            highlight=False,
+        )
     return 0
 
 
-def _tps(r: Placement) -> str:
-    return "inf" if r.tokens_per_second is None else f"{r.tokens_per_second:.2f}"
+def _with_streams(r: Placement, streams: int) -> float | None:
+    """Aggregate tokens/s with `streams` requests in flight: each gets the
+    single-stream rate until the pipeline is full (one per stage)."""
+    single, full = r.single_stream_tokens_per_second, r.pipeline_tokens_per_second
+    if single is None or full is None:
+        return full
+    return min(streams * single, full)
+
+
+def _rate(x: float | None) -> str:
+    return "inf" if x is None else f"{x:.2f}"
 
 
 def _print_placement(console: Console, problem: Problem, r: Placement, title: str) -> None:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in ("device", "layers", "time (ms)", "memory (GiB)", "names"):
         table.add_column(col)
     for s in r.stages:
         names = f"{problem.layers[s.first_layer].name} .. {problem.layers[s.last_layer].name}"
         table.add_row(
-            s.device,
+            escape(s.device),
             f"{s.first_layer}-{s.last_layer} ({s.layer_count})",
             f"{s.time * 1e3:.3f}",
             f"{s.memory_bytes / 2**30:.2f}",
-            names,
+            escape(names),
         )
     console.print(table)
     status = "proven optimal" if r.optimal else f"best found, gap {r.gap:.2%}"
     if not r.feasible:
         status = f"does not fit: {r.infeasible_reason}"
     console.print(
-        f"tokens/s {_tps(r)}  latency {r.latency * 1e3:.3f} ms  bottleneck "
-        f"{r.bottleneck * 1e3:.3f} ms  value {r.value:.6g}  ({status}; "
+        f"single stream {_rate(r.single_stream_tokens_per_second)} tokens/s (batch / latency); "
+        f"pipeline {_rate(r.pipeline_tokens_per_second)} tokens/s with "
+        f"{r.requests_in_flight} requests in flight (batch / bottleneck)",
+        highlight=False,
+    )
+    console.print(
+        f"latency {r.latency * 1e3:.3f} ms  bottleneck "
+        f"{r.bottleneck * 1e3:.3f} ms  value {r.value:.6g}  ({escape(status)}; "
         f"solved in {r.solve_seconds * 1e3:.2f} ms)",
         highlight=False,
     )

@@ -13,7 +13,13 @@ the output head (final norm + LM head), each with
 * ``flops_per_token``: 2 per active parameter of the matrix products (for a
   mixture of experts, only the routed top-k and the shared experts) plus
   attention over the context, 4 x heads x head_dim x context;
-* ``activation_bytes``: the hidden state passed to the next stage (bf16).
+* ``activation_bytes``: the hidden state passed to the next stage (bf16);
+* ``read_bytes_per_token``: the weight bytes one decode step of ``batch``
+  sequences streams: a dense layer all its weights, the embedding ``batch``
+  rows (a lookup, not a product), a mixture-of-experts block its attention,
+  router and shared experts plus the expected number of distinct routed
+  experts the batch touches, ``E * (1 - (1 - k/E) ** batch)`` for ``k`` of
+  ``E`` experts per token.
 
 All experts' weights are resident; only the active ones cost FLOPs.
 """
@@ -27,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from exogpu import InvalidArgument
+from exogpu.bounded_input import load_json
 
 DTYPES = ("bf16", "fp8", "int4")
 INT4_GROUP = 128  # weights per bf16 scale
@@ -51,6 +58,16 @@ class ModelLayer:
     kv_bytes_per_token: int
     flops_per_token: float
     activation_bytes: int
+    read_bytes_per_token: int | None = None  # None: weight_bytes
+    # (routed experts E, experts per token k, parameters of one expert) of a
+    # mixture-of-experts block; None for every other layer.
+    experts: tuple[int, int, int] | None = None
+
+
+def expected_experts(routed: int, top_k: int, batch: int) -> float:
+    """Distinct experts `batch` tokens touch when each picks `top_k` of
+    `routed` (uniformly): E * (1 - (1 - k/E) ** B)."""
+    return routed * (1.0 - (1.0 - top_k / routed) ** batch)
 
 
 @dataclass(frozen=True)
@@ -69,11 +86,10 @@ class Model:
     def from_file(cls, path: str | Path) -> Model:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except OSError as e:
             raise InvalidArgument(f"cannot read model config {path}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise InvalidArgument(f"model config {path} is not valid JSON: {e}") from None
+        data = load_json(raw, what=f"model config {path}", error=InvalidArgument)
         if not isinstance(data, dict):
             raise InvalidArgument(f"model config {path} must be a JSON object")
         name = str(data.get("_name_or_path") or path.parent.name or path.stem)
@@ -92,9 +108,16 @@ class Model:
         return sum(layer.active_parameters for layer in self._param_layers())
 
     def layers(
-        self, dtype: str = "bf16", context_tokens: int = 0, kv_dtype: str = "bf16"
+        self,
+        dtype: str = "bf16",
+        context_tokens: int = 0,
+        kv_dtype: str = "bf16",
+        batch: int = 1,
     ) -> list[ModelLayer]:
-        """The contract's layers for weights in `dtype`, attention over `context_tokens`."""
+        """The contract's layers for weights in `dtype`, attention over
+        `context_tokens`, decode steps of `batch` sequences."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InvalidArgument(f"batch must be a positive integer, got {batch!r}")
         wbytes = bytes_per_parameter(dtype)
         kv_elem = {"bf16": 2, "fp8": 1}.get(kv_dtype)
         if kv_elem is None:
@@ -112,6 +135,14 @@ class Model:
         for layer in self._param_layers():
             is_block = layer.kv_bytes_per_token > 0
             attention = 4.0 * s["heads"] * s["attn_dim"] * context_tokens if is_block else 0.0
+            if layer.name == "embed":  # a lookup: batch rows of the table
+                read = min(batch, s["vocab"]) * s["hidden"]
+            elif layer.experts is not None:
+                routed, top_k, expert = layer.experts
+                touched = expected_experts(routed, top_k, batch)
+                read = round(layer.parameters - routed * expert + touched * expert)
+            else:
+                read = layer.parameters
             out.append(
                 ModelLayer(
                     name=layer.name,
@@ -121,6 +152,8 @@ class Model:
                     kv_bytes_per_token=layer.kv_bytes_per_token * kv_elem,
                     flops_per_token=2.0 * layer.active_parameters + attention,
                     activation_bytes=layer.activation_bytes,
+                    read_bytes_per_token=round(read * wbytes),
+                    experts=layer.experts,
                 )
             )
         return out
@@ -188,8 +221,10 @@ class Model:
             bias = s["heads"] * d + 2 * s["kv_heads"] * d
         return q + kv + o + bias, 2 * s["kv_heads"] * d
 
-    def _mlp(self, index: int, s: dict[str, Any]) -> tuple[int, int]:
-        """(resident, active) parameters of block `index`'s feed-forward part."""
+    def _mlp(self, index: int, s: dict[str, Any]) -> tuple[int, int, tuple[int, int, int] | None]:
+        """(resident, active) parameters of block `index`'s feed-forward part,
+        and (routed experts, experts per token, parameters of one expert) for
+        a mixture of experts."""
         h = s["hidden"]
         gated = 3 * h  # gate, up and down projections per intermediate unit
         routed = (
@@ -201,14 +236,18 @@ class Model:
         freq = self.config.get("moe_layer_freq", 1) or 1
         if not routed or index < dense_first or (index - dense_first) % freq != 0:
             n = gated * self._get("intermediate_size")
-            return n, n
+            return n, n, None
         top_k = self._get("num_experts_per_tok")
         expert_size = self.config.get("moe_intermediate_size") or self._get("intermediate_size")
         shared = (self.config.get("n_shared_experts") or 0) * gated * expert_size
         shared += gated * (self.config.get("shared_expert_intermediate_size") or 0)
         router = h * routed
         expert = gated * expert_size
-        return routed * expert + shared + router, top_k * expert + shared + router
+        return (
+            routed * expert + shared + router,
+            top_k * expert + shared + router,
+            (routed, top_k, expert),
+        )
 
     def _param_layers(self) -> list[ModelLayer]:
         s = self._shape()
@@ -217,7 +256,7 @@ class Model:
         attn, kv_values = self._attention(s)
         layers = [ModelLayer("embed", vocab * h, 0, 0, 0, 0.0, act)]
         for i in range(s["layers"]):
-            mlp, mlp_active = self._mlp(i, s)
+            mlp, mlp_active, experts = self._mlp(i, s)
             norms = 2 * h
             layers.append(
                 ModelLayer(
@@ -228,6 +267,7 @@ class Model:
                     kv_values,
                     0.0,
                     act,
+                    experts=experts,
                 )
             )
         head = vocab * h + h
@@ -263,4 +303,13 @@ def get(name_or_path: str | Path) -> Model:
     )
 
 
-__all__ = ["DTYPES", "Model", "ModelLayer", "bytes_per_parameter", "catalog", "get", "names"]
+__all__ = [
+    "DTYPES",
+    "Model",
+    "ModelLayer",
+    "bytes_per_parameter",
+    "catalog",
+    "expected_experts",
+    "get",
+    "names",
+]

@@ -11,7 +11,8 @@ releases the GIL while it runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +42,23 @@ def solve(
     time_budget: float = 1.0,
     strategy: str = "optimal",
     previous: PreviousLike | None = None,
+    departed: Iterable[str] = (),
 ) -> Placement:
     """Places the layers of `problem` for `objective`.
 
     strategy "optimal" searches (proving optimality within `time_budget`
     seconds when it can; otherwise `optimal` is False and `lower_bound` bounds
-    the value); the baselines split as exo and llama.cpp do and are priced
+    the value). The call returns within `time_budget` plus the slack of
+    docs/placement.md ("Time budget"); Ctrl-C interrupts it
+    (KeyboardInterrupt); the baselines split as exo and llama.cpp do and are priced
     with the same cost model (`feasible` False when they overflow a device).
 
     `previous` (a Placement, its to_json() dict, or the device id of every
     layer) makes the search prefer, among placements of optimal value, the one
     that moves the fewest layers; `moved_layers` lists those that move.
+    A device that `previous` names and the problem does not is refused
+    (InvalidArgument) unless it is listed in `departed`: the devices that
+    left the cluster, whose layers all move.
     """
     p = as_problem(problem)
     if objective not in OBJECTIVES:
@@ -63,10 +70,13 @@ def solve(
     if (
         isinstance(time_budget, bool)
         or not isinstance(time_budget, (int, float))
-        or not (time_budget >= 0)
+        or not math.isfinite(time_budget)
+        or not time_budget > 0
     ):
-        raise InvalidArgument(f"time_budget must be a non-negative number, got {time_budget!r}")
-    previous_indices = _previous_indices(p, previous) if previous is not None else []
+        raise InvalidArgument(
+            f"time_budget must be a positive, finite number of seconds, got {time_budget!r}"
+        )
+    previous_indices = _previous_indices(p, previous, departed) if previous is not None else []
     native = _core.placement_solve(
         p.to_native(), objective, strategy, float(time_budget), previous_indices
     )
@@ -87,22 +97,45 @@ def evaluate(
     return _from_native(p, native, objective, "given", False)
 
 
-def _previous_indices(p: Problem, previous: PreviousLike) -> list[int]:
+def _previous_indices(p: Problem, previous: PreviousLike, departed: Iterable[str]) -> list[int]:
+    if isinstance(departed, str):
+        raise InvalidArgument("departed must be a collection of device ids, not one string")
+    gone = set(departed)
     if isinstance(previous, Mapping):
         previous = Placement.from_json(previous)
-    devices = previous.layer_devices() if isinstance(previous, Placement) else list(previous)
+    if isinstance(previous, Placement):
+        devices = previous.layer_devices()
+    elif isinstance(previous, Sequence) and not isinstance(previous, str):
+        devices = list(previous)
+    else:
+        raise InvalidArgument(
+            "previous must be a Placement, its to_json() dict or one device id per layer"
+        )
     if len(devices) != len(p.layers):
         raise InvalidArgument(
             f"previous placement covers {len(devices)} layers, the problem has {len(p.layers)}"
         )
     index = {d.id: i for i, d in enumerate(p.devices)}
-    # A device that left the cluster maps to -1: all its layers move.
-    return [index.get(str(d), -1) for d in devices]
+    out = []
+    for layer, device in enumerate(devices):
+        if not isinstance(device, str):
+            raise InvalidArgument(f"previous: layer {layer}'s device must be a string id")
+        if device in index:
+            out.append(index[device])
+        elif device in gone:
+            out.append(-1)  # the device left the cluster: all its layers move
+        else:
+            raise InvalidArgument(
+                f"previous: layer {layer} is on unknown device {device[:64]!r}: it is not in "
+                "the problem (name it in departed if it left the cluster)"
+            )
+    return out
 
 
 def _from_native(p: Problem, r: Any, objective: str, strategy: str, replanned: bool) -> Placement:
     ids = [d.id for d in p.devices]
     bottleneck = float(r.bottleneck)
+    latency = float(r.latency)
     return Placement(
         objective=objective,
         strategy=strategy,
@@ -112,9 +145,11 @@ def _from_native(p: Problem, r: Any, objective: str, strategy: str, replanned: b
             for s in r.stages
         ),
         hops=tuple(Hop(ids[h.source], ids[h.target], h.after_layer, h.time) for h in r.hops),
-        latency=float(r.latency),
+        latency=latency,
         bottleneck=bottleneck,
         tokens_per_second=p.batch / bottleneck if bottleneck > 0 else None,
+        single_stream_tokens_per_second=p.batch / latency if latency > 0 else None,
+        pipeline_tokens_per_second=p.batch / bottleneck if bottleneck > 0 else None,
         optimal=bool(r.optimal),
         lower_bound=float(r.lower_bound),
         solve_seconds=float(r.solve_seconds),

@@ -39,7 +39,7 @@ def solve_milp(problem: Problem, objective: str = "throughput", time_limit: floa
 
     def t(layer: int, d: int) -> float:
         x, dev = p.layers[layer], devices[d]
-        m = p.resident_bytes(layer)
+        m = p.read_bytes(layer)  # streamed per step (version 2)
         return max(batch * x.flops_per_token / dev.flops, m / dev.memory_bandwidth)
 
     def hop(layer: int, a: int, b: int) -> float:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exogpu import InvalidArgument, _core
+from exogpu.bounded_input import load_json, load_toml
 
 if TYPE_CHECKING:
     from exogpu.cluster import Cluster
@@ -21,15 +22,26 @@ if TYPE_CHECKING:
 
 # Byte counts stay below 2**53 so that the native search compares them exactly.
 MAX_BYTES = 2**53
+# The contract's versions this parser reads; it writes the newest.
+VERSIONS = (1, 2)
+VERSION = 2
+# What the native layer takes for "reads all its weights".
+_READ_ALL_WEIGHTS = 2**64 - 1
 
 
 @dataclass(frozen=True)
 class Layer:
     name: str
-    weight_bytes: int
+    weight_bytes: int  # resident
     kv_bytes_per_token: int
     flops_per_token: float
     activation_bytes: int
+    # Weight bytes streamed per decode step (version 2); None: weight_bytes.
+    read_bytes_per_token: int | None = None
+
+    @property
+    def read_weight_bytes(self) -> int:
+        return self.weight_bytes if self.read_bytes_per_token is None else self.read_bytes_per_token
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,11 @@ class Problem:
                 return i
         raise InvalidArgument(f"unknown device id {device_id!r}")
 
+    def read_bytes(self, layer: int) -> int:
+        """Bytes layer `layer` reads per decode step: streamed weights + KV cache."""
+        x = self.layers[layer]
+        return x.read_weight_bytes + self.batch * self.context_tokens * x.kv_bytes_per_token
+
     def resident_bytes(self, layer: int) -> int:
         x = self.layers[layer]
         return x.weight_bytes + self.batch * self.context_tokens * x.kv_bytes_per_token
@@ -122,8 +139,10 @@ class Problem:
         """The problem of placing `model` (exogpu.models) on `cluster` (exogpu.cluster)."""
         return _parse(
             {
+                "version": VERSION,
                 "layers": [
-                    _layer_dict(x) for x in model.layers(dtype=dtype, context_tokens=context_tokens)
+                    _layer_dict(x)
+                    for x in model.layers(dtype=dtype, context_tokens=context_tokens, batch=batch)
                 ],
                 **cluster.to_json(),
                 "workload": {"batch": batch, "context_tokens": context_tokens},
@@ -137,6 +156,7 @@ class Problem:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            "version": VERSION,
             "layers": [_layer_dict(x) for x in self.layers],
             "devices": [_device_dict(d) for d in self.devices],
             "links": [
@@ -158,15 +178,6 @@ class Problem:
     def to_native(self) -> Any:
         """The `_core.PlacementProblem` the native search takes."""
         native = _core.PlacementProblem()
-        layers = []
-        for x in self.layers:
-            nl = _core.PlacementLayer()
-            nl.name = x.name
-            nl.weight_bytes = x.weight_bytes
-            nl.kv_bytes_per_token = x.kv_bytes_per_token
-            nl.flops_per_token = x.flops_per_token
-            nl.activation_bytes = x.activation_bytes
-            layers.append(nl)
         devices = []
         for d in self.devices:
             nd = _core.PlacementDevice()
@@ -186,7 +197,17 @@ class Problem:
                     nk.bandwidth = link.bandwidth
                     nk.latency = link.latency
                 links.append(nk)
-        native.layers = layers
+        native.set_layers(
+            [x.name for x in self.layers],
+            [x.weight_bytes for x in self.layers],
+            [x.kv_bytes_per_token for x in self.layers],
+            [x.flops_per_token for x in self.layers],
+            [x.activation_bytes for x in self.layers],
+            [
+                _READ_ALL_WEIGHTS if x.read_bytes_per_token is None else x.read_bytes_per_token
+                for x in self.layers
+            ],
+        )
         native.devices = devices
         native.links = links
         native.batch = self.batch
@@ -200,6 +221,7 @@ class Problem:
 # -- parsing ---------------------------------------------------------------------
 
 _TOP_KEYS = {
+    "version",
     "layers",
     "devices",
     "links",
@@ -209,6 +231,7 @@ _TOP_KEYS = {
     "constraints",
 }
 _LAYER_KEYS = {"name", "weight_bytes", "kv_bytes_per_token", "flops_per_token", "activation_bytes"}
+_LAYER_KEYS_V2 = _LAYER_KEYS | {"read_bytes_per_token"}
 _DEVICE_KEYS = {
     "id",
     "node",
@@ -225,6 +248,8 @@ _LINK_KEYS = {"a", "b", "bandwidth", "latency"}
 
 
 def _load(source: Mapping[str, Any] | str | Path) -> Any:
+    """A problem as data: a dict as is, else JSON text or a JSON / TOML file,
+    through exogpu.bounded_input (size, depth and number bounds)."""
     if isinstance(source, Mapping):
         return source
     if not isinstance(source, (str, Path)):
@@ -236,15 +261,13 @@ def _load(source: Mapping[str, Any] | str | Path) -> Any:
     ):
         path = Path(source)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except OSError as e:
             raise InvalidArgument(f"cannot read problem file {path}: {e.strerror}") from None
-    else:
-        text = source
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidArgument(f"problem is not valid JSON: {e}") from None
+        if path.suffix.lower() == ".toml":
+            return load_toml(raw, what=f"problem file {path}", error=InvalidArgument)
+        return load_json(raw, what=f"problem file {path}", error=InvalidArgument)
+    return load_json(source, what="problem", error=InvalidArgument)
 
 
 def _object(value: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
@@ -275,7 +298,10 @@ def _number(
     v = m[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise InvalidArgument(f"{where}.{key} must be a number, got {_show(v)}")
-    x = float(v)
+    try:
+        x = float(v)
+    except OverflowError:
+        raise InvalidArgument(f"{where}.{key} is too large for a float") from None
     if positive and not (math.isfinite(x) and x > 0):
         raise InvalidArgument(f"{where}.{key} must be positive and finite, got {_show(v)}")
     if not positive and not (math.isfinite(x) and x >= 0):
@@ -342,10 +368,15 @@ def _parse_link(value: Any, where: str) -> Link:
 
 def _parse(data: Any) -> Problem:
     top = _object(data, "problem", _TOP_KEYS)
+    version = top.get("version", 1)
+    if isinstance(version, bool) or version not in VERSIONS:
+        raise InvalidArgument(
+            f"version must be one of {', '.join(map(str, VERSIONS))}, got {_show(version)}"
+        )
     layers = []
     for i, raw in enumerate(_list(top, "layers", required=True)):
         where = f"layers[{i}]"
-        m = _object(raw, where, _LAYER_KEYS)
+        m = _object(raw, where, _LAYER_KEYS_V2 if version >= 2 else _LAYER_KEYS)
         layers.append(
             Layer(
                 name=_string(m, "name", where, default=f"layer{i}"),
@@ -353,6 +384,11 @@ def _parse(data: Any) -> Problem:
                 kv_bytes_per_token=_integer(m, "kv_bytes_per_token", where, minimum=0, default=0),
                 flops_per_token=_number(m, "flops_per_token", where, positive=False),
                 activation_bytes=_integer(m, "activation_bytes", where, minimum=0, default=0),
+                read_bytes_per_token=(
+                    _integer(m, "read_bytes_per_token", where, minimum=0)
+                    if "read_bytes_per_token" in m
+                    else None
+                ),
             )
         )
     devices = []
@@ -440,6 +476,11 @@ def _check_problem(p: Problem) -> None:
     total = 0
     for i, layer in enumerate(p.layers):
         total += layer.weight_bytes + tokens * layer.kv_bytes_per_token
+        if layer.read_weight_bytes + tokens * layer.kv_bytes_per_token >= MAX_BYTES:
+            raise InvalidArgument(
+                f"layers[{i}]: read_bytes_per_token + batch * context_tokens * kv must be "
+                "below 2**53"
+            )
         if p.batch * layer.activation_bytes >= MAX_BYTES:
             raise InvalidArgument(f"layers[{i}]: batch * activation_bytes must be below 2**53")
     if total >= MAX_BYTES:
@@ -450,13 +491,17 @@ def _check_problem(p: Problem) -> None:
 
 
 def _layer_dict(x: Any) -> dict[str, Any]:
-    return {
+    out = {
         "name": x.name,
         "weight_bytes": x.weight_bytes,
         "kv_bytes_per_token": x.kv_bytes_per_token,
         "flops_per_token": x.flops_per_token,
         "activation_bytes": x.activation_bytes,
     }
+    read = getattr(x, "read_bytes_per_token", None)
+    if read is not None:
+        out["read_bytes_per_token"] = read
+    return out
 
 
 def _device_dict(d: DeviceSpec) -> dict[str, Any]:
