@@ -71,6 +71,8 @@ class AgentConfig:
     reload_interval: float = 5.0
     expiry_warn_days: int = 30
     shutdown_timeout: float = 5.0
+    audit_seal_key: Path | None = None
+    audit_checkpoint_export: Path | None = None
 
 
 def _principal_of(request: web.Request) -> str | None:
@@ -151,7 +153,12 @@ class Agent:
         self._background: set[asyncio.Task[None]] = set()
         self.access = AccessControl(load_policy(config.policy))
         self._policy_stamp = config.policy.stat().st_mtime_ns
-        self.audit = AuditLog(config.audit_log, durability=config.audit_durability)
+        self.audit = AuditLog(
+            config.audit_log,
+            durability=config.audit_durability,
+            seal_key=config.audit_seal_key,
+            checkpoint_export=config.audit_checkpoint_export,
+        )
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.denied = 0
         self._policy_lock = asyncio.Lock()
