@@ -120,15 +120,16 @@ def test_first_record_replaced(log_path: Path) -> None:
     assert rec["seq"] == 0
     del lines[0]
     rewrite(f, lines)
-    report = verify_files(log_files(log_path))
-    # without seq 0 the chain starts later; this is reported, and the rest verifies
-    assert report.ok and any("starts at seq 1" in w for w in report.warnings)
+    bad = verify_files(log_files(log_path)).first_bad
+    # without seq 0 the chain starts later: the head is missing, and that fails
+    assert bad is not None and bad.seq == 1 and (bad.file, bad.line) == (str(f), 1)
+    assert "head missing: the log starts at seq 1, not 0" in bad.problem
 
 
 def test_cli_names_the_first_bad_record(log_path: Path) -> None:
     cmd = [sys.executable, "-m", "exogpu", "audit", "verify", str(log_path)]
     ok = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert ok.returncode == 0 and ok.stdout.startswith("OK: ")
+    assert ok.returncode == 0 and ok.stdout.startswith("OK (unsealed, hash chain only): ")
     f, i = locate(log_path, 30)
     lines = lines_of(f)
     lines[i] = lines[i].replace('"cpu:0"', '"cpu:1"')

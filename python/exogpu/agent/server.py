@@ -64,7 +64,7 @@ from exogpu.agent.gate import Gates, Limits, Listener, subject_of
 from exogpu.agent.metrics import CONTENT_TYPE_LATEST, Family, exposition
 from exogpu.agent.refusals import Refusal, RefusalLog
 from exogpu.bounded_input import load_json
-from exogpu.security.audit import AuditLog, Durability, EventType, Severity
+from exogpu.security.audit import AuditError, AuditLog, Durability, EventType, Severity
 from exogpu.security.audit_query import query
 from exogpu.security.policy_file import load_policy, parse_policy, save_policy
 from exogpu.security.rbac import AccessControl, Permission, PolicyError
@@ -101,6 +101,8 @@ class AgentConfig:
     # Off only to measure what the check costs (benchmarks/handshake_revocation.py).
     check_revocation: bool = True
     refusal_window: float = 1.0
+    audit_seal_key: Path | None = None
+    audit_checkpoint_export: Path | None = None
 
 
 def _principal_of(request: web.Request) -> str | None:
@@ -234,7 +236,12 @@ class Agent:
         self._background: set[asyncio.Task[None]] = set()
         self.access = AccessControl(load_policy(config.policy))
         self._policy_stamp = config.policy.stat().st_mtime_ns
-        self.audit = AuditLog(config.audit_log, durability=config.audit_durability)
+        self.audit = AuditLog(
+            config.audit_log,
+            durability=config.audit_durability,
+            seal_key=config.audit_seal_key,
+            checkpoint_export=config.audit_checkpoint_export,
+        )
         # (principal, method, path, status) -> count
         self.requests: Counter[tuple[str, str, str, int]] = Counter()
         self.denied = 0
@@ -631,6 +638,13 @@ class Agent:
                     limit=limit,
                 ),
             )
+        except AuditError as exc:
+            # The node's own log is unreadable (damaged or tampered): a typed
+            # answer naming the place, not a 500 with a traceback.
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps({"error": f"audit log unreadable: {exc}"}),
+                content_type="application/json",
+            ) from None
         except ValueError as exc:
             raise web.HTTPBadRequest(
                 text=json.dumps({"error": str(exc)}), content_type="application/json"

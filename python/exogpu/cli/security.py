@@ -16,52 +16,107 @@ __all__ = ["register"]
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    from exogpu.security.audit import AuditError
     from exogpu.security.audit_query import expand_paths
+    from exogpu.security.audit_seal import load_anchor, load_public_key
     from exogpu.security.audit_verify import verify_files
 
     try:
         files = expand_paths(args.files)
-    except FileNotFoundError as exc:
+        key = load_public_key(args.key) if args.key else None
+        anchor = load_anchor(args.from_checkpoint) if args.from_checkpoint else None
+    except (FileNotFoundError, AuditError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = verify_files(list(files), allow_torn_tail=args.allow_torn_tail)
+    report = verify_files(
+        list(files),
+        allow_torn_tail=args.allow_torn_tail,
+        key=key,
+        anchor=anchor,
+        require_sealed=args.require_sealed,
+    )
     if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.ok else 1
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if not report.ok:
+        print(f"FAILED: first bad record at {report.first_bad}")
+        return 1
+    span = (
+        f"{report.records} records, seq {report.first_seq}..{report.last_seq} "
+        f"in {len(report.files)} file(s); last hash {report.last_hash}"
+    )
+    if report.mode == "unsealed":
         print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "files": report.files,
-                    "records": report.records,
-                    "first_seq": report.first_seq,
-                    "last_seq": report.last_seq,
-                    "last_hash": report.last_hash,
-                    "warnings": report.warnings,
-                    "first_bad": None
-                    if report.first_bad is None
-                    else {
-                        "file": report.first_bad.file,
-                        "line": report.first_bad.line,
-                        "seq": report.first_bad.seq,
-                        "problem": report.first_bad.problem,
-                    },
-                },
-                indent=2,
-            )
+            f"OK (unsealed, hash chain only): {span}. No checkpoints: whoever can write "
+            "the files could have rewritten them; only a sealed log verified with --key is "
+            "evidence"
         )
+        return 0
+    cp = report.last_checkpoint or {}
+    sealed = report.mode == "sealed"
+    label = "sealed" if sealed else "checkpoints NOT verified: no --key"
+    print(
+        f"OK ({label}): {span}; {report.checkpoints} checkpoint(s) "
+        f"{'verified' if sealed else 'consistent'}, {'sealed' if sealed else 'claimed'} up to "
+        f"seq {report.sealed_upto} (last checkpoint: epoch {cp.get('epoch')}, "
+        f"{cp.get('ts')}, {cp.get('reason')})"
+    )
+    if report.unsealed_records:
+        print(
+            f"UNSEALED: {report.unsealed_records} record(s) after the last checkpoint "
+            f"(seq {(report.sealed_upto or 0) + 1}..{report.last_seq}) are not covered by a "
+            "checkpoint: chained, but not verified"
+        )
+    return 0
+
+
+def _audit_keygen(args: argparse.Namespace) -> int:
+    from exogpu.security.audit_seal import create_seal_key
+
+    try:
+        public = create_seal_key(args.state, args.pub)
+    except (FileExistsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"sealing key state (stays on this host, mode 0600): {args.state}")
+    print(f"verification key (keep it apart from the log): {args.pub} ({public})")
+    return 0
+
+
+def _audit_checkpoint(args: argparse.Namespace) -> int:
+    from exogpu.security.audit import AuditError
+    from exogpu.security.audit_query import expand_paths, iter_records
+    from exogpu.security.audit_seal import SEAL_TYPE, Checkpoint, export_checkpoint
+
+    try:
+        files = expand_paths(args.files)
+        latest: Checkpoint | None = None
+        for path in reversed(files):
+            lines = path.read_bytes().split(b"\n")
+            for rec, raw in zip(iter_records([path]), lines, strict=False):
+                if rec["type"] == SEAL_TYPE:
+                    latest = Checkpoint.from_record(rec, raw.decode(), str(path))
+            if latest is not None:
+                break
+    except (FileNotFoundError, AuditError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if latest is None:
+        print("error: no checkpoint in the log (is it sealed?)", file=sys.stderr)
+        return 1
+    text = json.dumps(export_checkpoint(latest), indent=1) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"checkpoint seq {latest.seq} (epoch {latest.epoch}) written to {args.out}")
     else:
-        for w in report.warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        if report.ok:
-            print(
-                f"OK: {report.records} records, seq {report.first_seq}..{report.last_seq} "
-                f"in {len(report.files)} file(s); last hash {report.last_hash}"
-            )
-        else:
-            print(f"FAILED: first bad record at {report.first_bad}")
-    return 0 if report.ok else 1
+        sys.stdout.write(text)
+    return 0
 
 
 def _audit_query(args: argparse.Namespace) -> int:
+    from exogpu.security.audit import AuditError
     from exogpu.security.audit_query import query
 
     try:
@@ -75,7 +130,7 @@ def _audit_query(args: argparse.Namespace) -> int:
             after_seq=args.after,
             limit=args.limit,
         )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, AuditError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -195,6 +250,7 @@ def _raise_file_limit(connections: int) -> None:
 def _agent(args: argparse.Namespace) -> int:
     from exogpu.agent.gate import Limits
     from exogpu.agent.server import AgentConfig, run_agent
+    from exogpu.security.audit import AuditError
     from exogpu.security.rbac import PolicyError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -220,6 +276,10 @@ def _agent(args: argparse.Namespace) -> int:
         audit_durability=args.audit_durability,
         reload_interval=args.reload_interval,
         limits=limits,
+        audit_seal_key=Path(args.audit_seal_key) if args.audit_seal_key else None,
+        audit_checkpoint_export=(
+            Path(args.audit_checkpoint_export) if args.audit_checkpoint_export else None
+        ),
     )
 
     def ready(port: int) -> None:
@@ -227,7 +287,7 @@ def _agent(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run_agent(config, network_probe=_network_probe_hook(), ready=ready))
-    except (PolicyError, FileNotFoundError, OSError) as exc:
+    except (PolicyError, FileNotFoundError, OSError, AuditError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -238,11 +298,27 @@ def register(subparsers: Any) -> None:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser(
         "verify",
-        help="check the hash chain; names the first bad record",
-        description="Check the hash chain of FILE and its rotated predecessors "
-        "(FILE.1, FILE.2, ...). Exit 0 when intact, 1 naming the first bad record.",
+        help="check the hash chain and checkpoints; names the first bad record",
+        description="Check FILE and its rotated predecessors (FILE.1, FILE.2, ...): the "
+        "hash chain, and with --key the signed checkpoints of a sealed log. Exit 0 when "
+        "intact, 1 naming the first bad record, 2 when the key or checkpoint cannot be "
+        "read. Records after the last checkpoint are reported as unsealed.",
     )
     verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.add_argument(
+        "--key", metavar="PUB", help="the log's verification key (from `exogpu audit keygen`)"
+    )
+    verify.add_argument(
+        "--from",
+        dest="from_checkpoint",
+        metavar="CHECKPOINT",
+        help="an exported checkpoint to trust and start from (older files may be gone)",
+    )
+    verify.add_argument(
+        "--require-sealed",
+        action="store_true",
+        help="fail when records after the last checkpoint are unsealed",
+    )
     verify.add_argument(
         "--allow-torn-tail",
         action="store_true",
@@ -250,6 +326,23 @@ def register(subparsers: Any) -> None:
     )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_audit_verify)
+
+    keygen = audit_sub.add_parser(
+        "keygen",
+        help="create a sealing key for a new audit log",
+        description="Write the host's sealing key state (it evolves at every checkpoint; "
+        "the old key is erased) and the verification key, which belongs off the host.",
+    )
+    keygen.add_argument("--state", required=True, metavar="FILE", help="host side (0600)")
+    keygen.add_argument("--pub", required=True, metavar="FILE", help="verification key (PEM)")
+    keygen.set_defaults(func=_audit_keygen)
+
+    checkpoint = audit_sub.add_parser(
+        "checkpoint", help="export the latest checkpoint of a sealed log (to ship off the host)"
+    )
+    checkpoint.add_argument("files", nargs="+", metavar="FILE")
+    checkpoint.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    checkpoint.set_defaults(func=_audit_checkpoint)
 
     q = audit_sub.add_parser("query", help="filter records across rotated files")
     q.add_argument("files", nargs="+", metavar="FILE")
@@ -296,6 +389,16 @@ def register(subparsers: Any) -> None:
     agent.add_argument("--audit-log", required=True, metavar="FILE")
     agent.add_argument(
         "--audit-durability", choices=["buffered", "flush", "fsync"], default="flush"
+    )
+    agent.add_argument(
+        "--audit-seal-key",
+        metavar="FILE",
+        help="seal the audit log with this key state (`exogpu audit keygen`)",
+    )
+    agent.add_argument(
+        "--audit-checkpoint-export",
+        metavar="FILE",
+        help="keep the latest audit checkpoint here, for shipping off the host",
     )
     agent.add_argument(
         "--reload-interval",

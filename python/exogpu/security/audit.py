@@ -26,6 +26,21 @@ logged at CRITICAL, printed to stderr, and every later log() raises AuditWriterF
 A torn last line (a write interrupted by a crash; only ever after the last record
 whose log() returned in flush/fsync mode) is cut off when the log is reopened, and
 the cut is itself audited (`system.audit_recovered`).
+
+Sealing (`seal_key=` the host's state file from `exogpu audit keygen`): the hash
+chain alone stops no one who can write the file, since edits can be rechained. A
+sealed log also gets signed checkpoints (`system.audit_seal`, see
+`exogpu.security.audit_seal`) every `seal_records` records or `seal_seconds`
+seconds, after a rotation and at close, with a signing key that evolves at each
+one. Records after the last checkpoint are unsealed until the next.
+
+Reopening a log reads its last lines as outside input (`audit_records`): a line
+too deep, too large or with numbers out of bounds is an AuditError naming the
+file, line and field, and nothing is written. So is a sealed log that no longer
+holds the checkpoint the key state last wrote (truncated, wiped or replaced):
+the writer refuses to continue a chain it cannot vouch for, rather than moving
+the file aside and starting over, which would hide the damage. Move the file
+aside yourself once `exogpu audit verify` has named it.
 """
 
 from __future__ import annotations
@@ -43,7 +58,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+if TYPE_CHECKING:
+    from exogpu.security.audit_seal import SealState
 
 __all__ = [
     "GENESIS",
@@ -58,6 +76,9 @@ __all__ = [
 
 GENESIS = "0" * 64
 HASH_MARK = b',"hash":"'
+# Well under the 1 MiB a reader accepts for a line (UTF-8 may take 4 bytes a character).
+MAX_RECORD_CHARS = 128 << 10
+_SEAL = "system.audit_seal"
 _log = logging.getLogger("exogpu.audit")
 
 Durability = Literal["buffered", "flush", "fsync"]
@@ -122,6 +143,7 @@ class EventType(str, Enum):
     API_REQUEST = "system.api_request"
     AUDIT_DROPPED = "system.audit_dropped"
     AUDIT_RECOVERED = "system.audit_recovered"
+    AUDIT_SEAL = "system.audit_seal"
 
     def __str__(self) -> str:
         return self.value
@@ -184,6 +206,47 @@ def _dumps(value: Any) -> str:
 _Pending = tuple[int, float, str, str, str, str, str, str]
 
 
+def _line_count(path: Path, size: int) -> int:
+    """Lines in the first `size` bytes of a file (to name a line in an error)."""
+    count = 0
+    with open(path, "rb") as f:
+        while size > 0:
+            chunk = f.read(min(size, 1 << 20))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            size -= len(chunk)
+    return count
+
+
+def _find_line(files: list[Path], seq: int) -> tuple[str, bytes] | None:
+    """Where record `seq` is (file:line) and its bytes, newest files first."""
+    mark = b'{"seq":%d,' % seq
+    for path in reversed(files):
+        data = path.read_bytes()
+        at = 0 if data.startswith(mark) else data.find(b"\n" + mark) + 1
+        if at == 0 and not data.startswith(mark):
+            continue
+        end = data.find(b"\n", at)
+        line_no = data.count(b"\n", 0, at) + 1
+        return f"{path}:{line_no}", data[at : end if end >= 0 else len(data)]
+    return None
+
+
+def _first_seq_present(path: Path) -> int:
+    """The seq the oldest file starts with, or -1."""
+    files = log_files(path)
+    for f in files:
+        with open(f, "rb") as fh:
+            head = fh.readline(64)
+        if head.startswith(b'{"seq":'):
+            digits = head[7:].split(b",", 1)[0]
+            if digits.isdigit() and len(digits) < 20:
+                return int(digits)
+        return -1
+    return -1
+
+
 def _read_tail(path: Path, limit: int = 1 << 20) -> tuple[bytes, int]:
     """The end of a file (up to `limit` bytes) and the file's size."""
     with open(path, "rb") as f:
@@ -206,6 +269,11 @@ class AuditLog:
         flush_interval: float = 0.5,
         max_pending: int = 65536,
         on_full: OnFull = "block",
+        seal_key: str | os.PathLike[str] | None = None,
+        seal_records: int = 10000,
+        seal_seconds: float = 10.0,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_export: str | os.PathLike[str] | None = None,
     ) -> None:
         if durability not in ("buffered", "flush", "fsync"):
             raise ValueError(f"durability must be buffered, flush or fsync, not {durability!r}")
@@ -216,6 +284,8 @@ class AuditLog:
                 "max_bytes >= 1024, retention >= 0, max_pending >= 1 and "
                 "flush_interval > 0 are required"
             )
+        if seal_records < 1 or not seal_seconds > 0:
+            raise ValueError("seal_records >= 1 and seal_seconds > 0 are required")
         self.path = Path(path)
         self.durability = durability
         self.max_bytes = max_bytes
@@ -240,20 +310,39 @@ class AuditLog:
         self._written_seq = -1  # written to the OS (flushed)
         self._durable_seq = -1  # fsynced
 
+        self.seal_records = seal_records
+        self.seal_seconds = seal_seconds
+        self._on_checkpoint = on_checkpoint
+        self._checkpoint_export = Path(checkpoint_export) if checkpoint_export else None
+        self._sealer: SealState | None = None
+        self._since_slot = 0  # records queued since the last checkpoint was queued (lock)
+        self._last_seal = time.monotonic()
+        self._rotated = False  # a rotation since the last checkpoint
+        self.checkpoints = 0
+        self.last_checkpoint: dict[str, Any] | None = None
+        if seal_key is not None:
+            from exogpu.security.audit_seal import SealState
+
+            self._sealer = SealState.load(seal_key)
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         recovered = self._recover()
+        resealed = self._reconcile_seal() if self._sealer is not None else None
         self._file = self._open()
         self._size = self._file.tell()
         self._upto = self._written_seq = self._durable_seq = self._next_seq - 1
         self._thread = threading.Thread(target=self._run, name="exogpu-audit-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
-        if recovered:
+        if recovered or resealed:
+            details: dict[str, Any] = {"file": str(self.path), "torn_bytes_removed": recovered}
+            if resealed:
+                details["checkpoint_restored_seq"] = resealed
             self.log(
                 EventType.AUDIT_RECOVERED,
                 Severity.WARNING,
                 outcome="recovered",
-                details={"file": str(self.path), "torn_bytes_removed": recovered},
+                details=details,
             )
 
     def _open(self) -> BinaryIO:
@@ -264,10 +353,12 @@ class AuditLog:
     # -- recovery ------------------------------------------------------------------------
     def _recover(self) -> int:
         """Find where the chain ends; cut a torn last line. Returns bytes cut."""
+        from exogpu.security.audit_records import MAX_LINE_BYTES, parse_record
+
         self._next_seq, self._prev = 0, GENESIS
         cut = 0
         for candidate in reversed(log_files(self.path)):
-            tail, size = _read_tail(candidate)
+            tail, size = _read_tail(candidate, MAX_LINE_BYTES + 1)
             if candidate == self.path and tail and not tail.endswith(b"\n"):
                 keep = tail.rfind(b"\n") + 1
                 cut = len(tail) - keep
@@ -276,21 +367,77 @@ class AuditLog:
                 with open(candidate, "r+b") as f:
                     f.truncate(size - cut)
                     os.fsync(f.fileno())
+                size -= cut
                 tail = tail[:keep]
             lines = tail.splitlines()
             if not lines:
                 continue
+            if len(lines) == 1 and size > len(tail):
+                raise AuditError(f"{candidate}: last line longer than 1 MiB; not an audit log")
+            where = f"{candidate}:{_line_count(candidate, size)}"
+            problem = None
             try:
-                record = json.loads(lines[-1])
-                seq, digest = int(record["seq"]), str(record["hash"])
-            except (ValueError, KeyError, TypeError) as exc:
+                record = parse_record(lines[-1], where)
+            except AuditError as exc:
+                record, problem = {}, str(exc).removeprefix(where + ": ")
+            seq, digest = record.get("seq"), record.get("hash")
+            if problem is not None:
+                pass
+            elif not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+                problem = "field seq is not a sequence number"
+            elif not (isinstance(digest, str) and len(digest) == 64):
+                problem = "field hash is not a SHA-256 hash"
+            if problem is not None:
                 raise AuditError(
-                    f"{candidate}: the last record cannot be read ({exc}); the chain cannot "
-                    "be continued. Run `exogpu audit verify` on the log."
-                ) from exc
+                    f"{where}: {problem}; the chain cannot be continued. Run "
+                    "`exogpu audit verify` on the log."
+                )
+            assert isinstance(seq, int) and isinstance(digest, str)
             self._next_seq, self._prev = seq + 1, digest
             break
         return cut
+
+    def _reconcile_seal(self) -> int | None:
+        """Check that the log still holds the checkpoint the key state last wrote, and
+        restore it when a crash came between the two. Returns the restored seq, if any."""
+        from exogpu.security.audit_seal import export_checkpoint
+
+        assert self._sealer is not None
+        last = self._sealer.last
+        if last is None:  # a new key: its first checkpoint covers whatever is there
+            self._since_slot = self._next_seq
+            return None
+        self.last_checkpoint = export_checkpoint(last)
+        end = self._next_seq - 1
+        if end == last.seq - 1 and self._prev == last.prev:
+            # The state was advanced but the checkpoint line did not reach the file.
+            with open(self.path, "ab") as f:
+                f.write(last.line.encode() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self._next_seq, self._prev = last.seq + 1, last.hash
+            return last.seq
+        found = _find_line(log_files(self.path), last.seq) if end >= last.seq else None
+        if found is not None and found[1] == last.line.encode():
+            self._since_slot = end - last.seq
+            return None
+        if found is None and end >= last.seq and _first_seq_present(self.path) > last.seq:
+            # Rotated away with its file (retention); the later chain is the verifier's.
+            self._since_slot = end - last.seq
+            return None
+        if found is not None:
+            why = f"holds a different record at seq {last.seq} ({found[0]})"
+        elif end < last.seq:
+            why = f"ends at seq {end}" if end >= 0 else "is empty"
+        else:
+            why = f"has no record seq {last.seq}"
+        raise AuditError(
+            f"{self.path}: the sealing key {self._sealer.path} last wrote checkpoint epoch "
+            f"{last.epoch} at seq {last.seq}, but the log {why}: it was truncated, wiped or "
+            "replaced. Not continuing a chain that cannot be vouched for: run `exogpu audit "
+            "verify --key` on it, then move it aside and start a new log with a new key "
+            "(`exogpu audit keygen`)."
+        )
 
     # -- producers -----------------------------------------------------------------------
     def log(
@@ -308,6 +455,8 @@ class AuditLog:
         etype = (
             event_type.value if isinstance(event_type, EventType) else EventType(event_type).value
         )
+        if etype == _SEAL:
+            raise ValueError("checkpoints are written by the log itself, not through log()")
         sev = _SEVERITY_LABELS.get(severity) if not isinstance(severity, str) else None
         if sev is None:
             sev = Severity.parse(severity).label
@@ -318,6 +467,11 @@ class AuditLog:
         p_json = "null" if principal is None else _encode_str(principal)
         d_json = "null" if device is None else _encode_str(device)
         o_json = _encode_str(outcome)
+        if len(encoded) + len(p_json) + len(d_json) + len(o_json) > MAX_RECORD_CHARS:
+            raise ValueError(
+                f"audit record too large (more than {MAX_RECORD_CHARS} characters of "
+                "details, principal, device and outcome)"
+            )
         with self._lock:
             while True:
                 if self._failed is not None:
@@ -334,6 +488,12 @@ class AuditLog:
             seq = self._next_seq
             self._next_seq += 1
             self._pending.append((seq, time.time(), etype, sev, p_json, d_json, o_json, encoded))
+            if self._sealer is not None:
+                # Every seal_records records a checkpoint takes the next place in the
+                # sequence, so it lands there however the writer batches.
+                self._since_slot += 1
+                if self._since_slot >= self.seal_records:
+                    self._pending.append(self._seal_entry("records"))
             if len(self._pending) == 1:
                 self._wake.notify()
             if self.durability == "buffered":
@@ -432,6 +592,10 @@ class AuditLog:
                 closing = self._closing
                 if batch:
                     self._not_full.notify_all()
+                if self._sealer is not None:
+                    reason = self._seal_reason(closing)
+                    if reason is not None:
+                        batch.append(self._seal_entry(reason))
             if batch:
                 self._write(batch)
             now = time.monotonic()
@@ -455,11 +619,85 @@ class AuditLog:
                 self._file.close()
                 return
 
+    def _seal_reason(self, closing: bool) -> str | None:
+        """Why a checkpoint is due after this batch, or None (writer, lock held)."""
+        if self._since_slot == 0:
+            return None  # nothing since the last checkpoint (or the one queued)
+        if closing:
+            return "close"
+        if self._rotated:
+            return "rotate"
+        if time.monotonic() - self._last_seal >= self.seal_seconds:
+            return "interval"
+        return None
+
+    def _seal_entry(self, reason: str) -> _Pending:
+        """A place in the sequence for a checkpoint; signed when written (lock held)."""
+        seq = self._next_seq
+        self._next_seq += 1
+        self._since_slot = 0
+        return (seq, time.time(), _SEAL, "info", "null", "null", '"sealed"', reason)
+
+    def _seal_line(self, seq: int, t: float, prev: str, reason: str) -> tuple[bytes, str]:
+        """Sign checkpoint `seq` over the chain up to `prev` and advance the key.
+
+        The records before it are on disk already; the key state (holding this
+        line) is durable before the line is written, so a crash never leaves a
+        checkpoint in the log whose next key is lost."""
+        from exogpu.security.audit_seal import Checkpoint, export_checkpoint
+
+        sealer = self._sealer
+        assert sealer is not None
+        details, ts_text, following = sealer.sign_next(seq, t, prev, reason)
+        body = (
+            f'{{"seq":{seq},"ts":"{ts_text}","type":"{_SEAL}","severity":"info",'
+            f'"principal":null,"device":null,"outcome":"sealed",'
+            f'"details":{_encode(details)},"prev":"{prev}"'
+        ).encode()
+        digest = hashlib.sha256(body + b"}").hexdigest()
+        line = body + HASH_MARK + digest.encode() + b'"}'
+        checkpoint = Checkpoint(seq=seq, ts=ts_text, prev=prev, hash=digest,
+                                line=line.decode(), **details)
+        sealer.advance(following, checkpoint.line, checkpoint)
+        self._last_seal = time.monotonic()
+        self.checkpoints += 1
+        exported = export_checkpoint(checkpoint)
+        self.last_checkpoint = exported
+        self._export(exported)
+        return line + b"\n", digest
+
+    def _export(self, exported: dict[str, Any]) -> None:
+        """Hand a new checkpoint on; a failure here is reported, never fatal to the log."""
+        if self._checkpoint_export is not None:
+            target = self._checkpoint_export
+            tmp = target.with_name(target.name + ".new")
+            try:
+                tmp.write_text(json.dumps(exported, indent=1) + "\n")
+                os.replace(tmp, target)
+            except OSError as exc:
+                _log.error("audit checkpoint export to %s failed: %s", target, exc)
+        if self._on_checkpoint is not None:
+            try:
+                self._on_checkpoint(exported)
+            except Exception:
+                _log.exception("audit on_checkpoint callback failed")
+
+    def export_checkpoint(self) -> dict[str, Any] | None:
+        """The latest checkpoint as a document to ship off the host (None: unsealed, or
+        none yet). `exogpu audit verify --from FILE` starts from such a document."""
+        with self._lock:
+            return self.last_checkpoint
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealer is not None
+
     def _drop_record(self) -> _Pending:
         """A record of events dropped since the last one (lock held)."""
         count, self._dropped_unlogged = self._dropped_unlogged, 0
         seq = self._next_seq
         self._next_seq += 1
+        self._since_slot += 1
         details = _dumps(
             {"dropped": count, "dropped_total": self.dropped, "max_pending": self.max_pending}
         )
@@ -480,18 +718,28 @@ class AuditLog:
         prev = self._prev
         sha = hashlib.sha256
         for seq, t, etype, sev, principal, device, outcome, details in batch:
-            body = (
-                f'{{"seq":{seq},"ts":"{format_ts(t)}","type":"{etype}","severity":"{sev}",'
-                f'"principal":{principal},"device":{device},"outcome":{outcome},'
-                f'"details":{details},"prev":"{prev}"'
-            ).encode()
-            digest = sha(body + b"}").hexdigest()
-            line = body + HASH_MARK + digest.encode() + b'"}\n'
+            if etype == _SEAL:
+                self._file.write(b"".join(chunks))
+                chunks.clear()
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self.fsyncs += 1
+                line, digest = self._seal_line(seq, t, prev, details)
+            else:
+                body = (
+                    f'{{"seq":{seq},"ts":"{format_ts(t)}","type":"{etype}","severity":"{sev}",'
+                    f'"principal":{principal},"device":{device},"outcome":{outcome},'
+                    f'"details":{details},"prev":"{prev}"'
+                ).encode()
+                digest = sha(body + b"}").hexdigest()
+                line = body + HASH_MARK + digest.encode() + b'"}\n'
             if size and size + len(line) > self.max_bytes:
                 self._file.write(b"".join(chunks))
                 chunks.clear()
                 self._rotate()
                 size = 0
+            if etype == _SEAL:
+                self._rotated = False
             chunks.append(line)
             size += len(line)
             prev = digest
@@ -519,6 +767,7 @@ class AuditLog:
         else:
             self.path.unlink()
         self._file = self._open()
+        self._rotated = True
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -3,7 +3,6 @@ minimum severity, with cursor pagination (`after_seq`)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from exogpu.security.audit import EventType, Severity, format_ts, log_files
+from exogpu.security.audit_records import check_fields, parse_record
 
 __all__ = ["AuditPage", "expand_paths", "iter_records", "query"]
 
@@ -37,18 +37,16 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def iter_records(files: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Complete records in file order; a torn last line is skipped."""
+    """Complete records in file order; a torn last line is skipped. A line that is not
+    a bounded audit record is an AuditError naming the file, line and field: a query
+    never skips what it cannot read (run `exogpu audit verify` to see what happened)."""
     for path in files:
         with open(path, "rb") as f:
-            for raw in f:
+            for ln, raw in enumerate(f, start=1):
                 if not raw.endswith(b"\n"):
                     break
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict):
-                    yield rec
+                where = f"{path}:{ln}"
+                yield check_fields(parse_record(raw[:-1], where), where)
 
 
 def _ts(value: datetime | str | None) -> str | None:
