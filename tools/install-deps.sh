@@ -26,3 +26,5 @@ import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 print(" ".join(f'"{d}"' for d in project["dependencies"] + project["optional-dependencies"]["test"]))
 PY
+# Ray for the Ray lab test (tests/python/test_ray_cluster.py); Python 3.11 wheel.
+python3 -m pip install -q "ray==2.60.0"

@@ -213,3 +213,15 @@ def test_reload_refuses_an_older_crl(tmp_path: Path) -> None:
         rc.reload()
     assert rc._current is before and crl_number(rc.crl) == 2
     assert rc.reload_if_changed() is False  # a refused file is not retried until it changes
+
+
+def test_node_addresses_become_sans_and_bad_specs_are_refused(tmp_path: Path) -> None:
+    # Ray's gRPC client checks the dialled IP against the server's certificate.
+    files = init_certs(tmp_path, ["head=10.0.0.1,head.lan"])[0]
+    cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.1"]
+    assert sans.get_values_for_type(x509.DNSName) == ["head", "head.lan"]
+    for bad in ["head=", "head=,", "head=bad name"]:
+        with pytest.raises(ValueError):
+            init_certs(tmp_path / "bad", [bad])

@@ -74,6 +74,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="read this machine's sensors now and down-weight hot or throttled devices",
     )
+    plan.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="survey the running Ray cluster at HOST:PORT (or 'auto') and place on it",
+    )
     plan.set_defaults(func=run_plan)
 
 
@@ -145,6 +150,10 @@ def run_plan(args: argparse.Namespace) -> int:
     from exogpu import cluster as clusters
     from exogpu import models
 
+    if getattr(args, "ray", None):
+        from exogpu.ray.cli import run_plan_ray
+
+        return run_plan_ray(args)
     if args.thermal and args.cluster:
         return _error("--thermal reads this machine's sensors; it cannot judge a cluster file")
     if args.streams < 1:

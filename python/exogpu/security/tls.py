@@ -254,12 +254,30 @@ class Issued:
     revoked: int | None  # serial of the certificate this one replaced and revoked
 
 
+def _node_spec(spec: str) -> tuple[str, list[str]]:
+    """`NAME` or `NAME=ADDR[,ADDR...]`: the node's name and extra SANs, IP
+    addresses or DNS names (gRPC peers such as Ray's check the server's
+    address against the certificate, so a node reached by IP needs its IP)."""
+    name, sep, rest = spec.partition("=")
+    _check_node_name(name)
+    sans = [a.strip() for a in rest.split(",") if a.strip()]
+    if sep and not sans:
+        raise ValueError(f"node {spec!r}: no address after '='")
+    for extra in sans:
+        try:
+            ipaddress.ip_address(extra)
+        except ValueError:
+            _check_node_name(extra)
+    return name, sans
+
+
 def init_certs(
     directory: str | os.PathLike[str], nodes: Iterable[str], *, days: int = 365, ca_days: int = 3650
 ) -> list[NodeFiles]:
     """Create (or reuse) the CA in `directory` and issue one certificate per node;
     an existing node certificate is replaced and revoked (that is how certificates
-    are rotated)."""
+    are rotated). A node given as `NAME=ADDR[,ADDR...]` also gets those addresses
+    as SANs."""
     return [i.files for i in issue_nodes(directory, nodes, days=days, ca_days=ca_days)]
 
 
@@ -277,11 +295,9 @@ def issue_nodes(
     directory: str | os.PathLike[str], nodes: Iterable[str], *, days: int = 365, ca_days: int = 3650
 ) -> list[Issued]:
     """`init_certs`, saying which certificate each node got and which it revoked."""
-    nodes = list(nodes)
-    if not nodes:
+    specs = [_node_spec(n) for n in nodes]
+    if not specs:
         raise ValueError("at least one --node is required")
-    for n in nodes:
-        _check_node_name(n)
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)
@@ -293,13 +309,13 @@ def issue_nodes(
         ca = make_ca(days=ca_days)
         write_key(d / "ca.key", ca.key)
         write_pem(d / "ca.pem", ca.cert)
-    old = {n: _issued_by(node_files(d, n).cert, ca) for n in nodes}
+    old = {n: _issued_by(node_files(d, n).cert, ca) for n, _ in specs}
     # Revoke first: a crash between the two steps leaves a node without a valid
     # certificate (it fails closed), never with two.
     _revoke_with(d, ca, [s for s in old.values() if s is not None])
     out = []
-    for n in nodes:
-        cert, key = issue_node_certificate(ca, n, days=days)
+    for n, sans in specs:
+        cert, key = issue_node_certificate(ca, n, days=days, extra_sans=sans)
         files = node_files(d, n)
         write_key(files.key, key)  # key first: a cert never pairs with a missing key
         write_pem(files.cert, cert)
