@@ -7,6 +7,7 @@
 
 #if defined(__APPLE__)
 #include <mach/mach.h>
+#include <unistd.h>
 #endif
 
 #include <algorithm>
@@ -39,7 +40,7 @@ std::uint64_t host_available_bytes() {
   }
   const std::uint64_t pages = std::uint64_t{stats.free_count} + stats.inactive_count +
                               stats.purgeable_count;
-  return pages * static_cast<std::uint64_t>(vm_kernel_page_size);
+  return pages * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 #else
   std::ifstream meminfo("/proc/meminfo");
   std::string key;
@@ -213,7 +214,9 @@ class MetalBackend final : public Backend {
     info.id = "metal:" + std::to_string(index);
     info.name = utf8([device.get() name]);
     info.vendor = vendor_from_name(info.name);
-    const bool unified = [device.get() hasUnifiedMemory];
+    // hasUnifiedMemory is macOS 10.15's; older systems had no unified devices.
+    const bool unified = [device.get() respondsToSelector:@selector(hasUnifiedMemory)] &&
+                         [device.get() hasUnifiedMemory];
     info.kind = unified ? DeviceKind::integrated : DeviceKind::discrete;
     info.unified_memory = unified;
     info.memory_total = [device.get() recommendedMaxWorkingSetSize];
