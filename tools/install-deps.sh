@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing exogpu needs on a fresh Debian machine:
 # compilers and test libraries, the real Vulkan (lavapipe) and HIP runtimes
-# and rocm-smi library,
+# and rocm-smi library, the GNUstep toolchain the simulated Metal builds on,
 # network tools for the probe tests, and the Python build/test packages.
 set -euo pipefail
 SUDO=""
@@ -12,6 +12,7 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libvulkan-dev mesa-vulkan-drivers glslc vulkan-validationlayers vulkan-tools
   libamdhip64-dev librocm-smi64-1
+  clang libgnustep-base-dev libobjc-12-dev libblocksruntime-dev
   iperf3 iproute2 curl openssl
 )
 $SUDO apt-get update -qq

@@ -30,10 +30,15 @@ python3 -m mypy -p exogpu
 echo "== pytest"
 python3 -m pytest tests/python -q
 
-# The same suite with two simulated CUDA and two simulated HIP devices beside
-# the real ones, so the Python layer meets GPUs here too (tests/cpp/sim_gpu).
-echo "== pytest beside simulated CUDA and HIP devices"
+# The same suite with two simulated CUDA, two simulated HIP and two simulated
+# Metal devices beside the real ones, so the Python layer meets GPUs here too
+# (tests/cpp/sim_gpu, tests/cpp/sim_metal). The package is reinstalled with
+# the Metal backend for it (Linux wheels leave it out: it needs GNUstep).
+echo "== pytest beside simulated CUDA, HIP and Metal devices"
 bash tools/build-sim-gpu.sh build/sim-gpu
+bash tools/build-sim-metal.sh build/sim-metal
+python3 -m pip install -q --no-build-isolation -C cmake.define.EXOGPU_METAL=ON .
 EXOGPU_CUDA_LIBRARY="$PWD/build/sim-gpu/libsim_cuda.so" \
 EXOGPU_HIP_LIBRARY="$PWD/build/sim-gpu/libsim_hip.so" \
+EXOGPU_METAL_LIBRARY="$PWD/build/sim-metal/libsim_metal.so" \
   python3 -m pytest tests/python -q

@@ -255,6 +255,7 @@ void bind_devices(nb::module_& m) {
       .def_ro("reason", &BackendStatus::reason, "Why it is unavailable; empty when available.")
       .def_ro("device_count", &BackendStatus::device_count)
       .def_ro("runtime_version", &BackendStatus::runtime_version)
+      .def_ro("note", &BackendStatus::note, "What to know about the backend even when it runs.")
       .def("to_dict", [](const BackendStatus& s) {
         JsonDict d;
         d["name"] = s.name;
@@ -262,6 +263,7 @@ void bind_devices(nb::module_& m) {
         d["reason"] = s.reason;
         d["device_count"] = s.device_count;
         d["runtime_version"] = s.runtime_version;
+        d["note"] = s.note;
         return d;
       })
       .def("__repr__", [](const BackendStatus& s) {

@@ -61,6 +61,7 @@ def test_cuda_reason_on_this_machine() -> None:
             "reason": "libcuda.so.1 not found (install the NVIDIA driver)",
             "device_count": 0,
             "runtime_version": "",
+            "note": "",
         }
 
 

@@ -27,7 +27,14 @@ def test_backends_json() -> None:
     rows: list[dict[str, Any]] = json.loads(result.stdout)
     assert {r["name"] for r in rows} >= {"cpu", "cuda", "hip", "vulkan", "metal", "directml"}
     for row in rows:
-        assert set(row) == {"name", "available", "reason", "device_count", "runtime_version"}
+        assert set(row) == {
+            "name",
+            "available",
+            "reason",
+            "device_count",
+            "runtime_version",
+            "note",
+        }
         assert row["available"] == (row["reason"] == "")
     cpu = next(r for r in rows if r["name"] == "cpu")
     assert cpu["available"] and cpu["device_count"] == 1

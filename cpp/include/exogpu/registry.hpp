@@ -17,6 +17,7 @@ struct BackendStatus {
   std::string reason;  // why not available, in words a user can act on
   int device_count = 0;
   std::string runtime_version;
+  std::string note;  // what to know about the backend even when it runs; usually empty
 };
 
 // Implemented by each backend; see cpp/src/backends/<name>/.

@@ -19,7 +19,12 @@ struct KnownBackend {
   const char* name;
   std::function<std::unique_ptr<Backend>()> make;  // empty: not compiled in
   const char* not_compiled_reason;
+  const char* note = "";
 };
+
+// Said of the Metal backend wherever it is listed, until it has run on a Mac.
+constexpr const char* kMetalNote =
+    "tested against a simulated Metal device only; it has not yet run on Apple hardware";
 
 // Every backend exogpu knows, in the order ids are preferred when one
 // physical device shows up through several APIs: native APIs first, then the
@@ -36,7 +41,11 @@ const std::vector<KnownBackend>& known() {
 #else
       {"hip", {}, "this build has no HIP backend"},
 #endif
-      {"metal", {}, "the Metal backend is built only on macOS"},
+#ifdef EXOGPU_HAVE_METAL
+      {"metal", make_metal_backend, "", kMetalNote},
+#else
+      {"metal", {}, EXOGPU_METAL_UNAVAILABLE, kMetalNote},
+#endif
       {"directml", {}, "the DirectML backend is built only on Windows"},
       {"cpu", make_cpu_backend, ""},
 #ifdef EXOGPU_HAVE_VULKAN
@@ -140,6 +149,7 @@ Registry::Registry(const BackendSelection& selection) {
       }
       backends_.push_back(std::move(backend));
     }
+    status.note = entry.note;
     status_.push_back(std::move(status));
   }
   merge_aliases();

@@ -170,7 +170,7 @@ std::unique_ptr<Backend> make_vulkan_backend() {
     struct Misconfigured final : Backend {
       std::string why;
       [[nodiscard]] std::string_view name() const noexcept override { return "vulkan"; }
-      [[nodiscard]] BackendStatus open() override { return {"vulkan", false, why, 0, {}}; }
+      [[nodiscard]] BackendStatus open() override { return {"vulkan", false, why, 0, {}, {}}; }
       [[nodiscard]] std::vector<std::shared_ptr<Device>> devices() override { return {}; }
     };
     auto backend = std::make_unique<Misconfigured>();
