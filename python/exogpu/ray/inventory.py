@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,9 +125,11 @@ def _node_inventory(expected_node_id: str, measure: bool, quick: bool) -> dict[s
 
     start = time.monotonic()
     here = ray.get_runtime_context().get_node_id()
+    # Ray leaves this function unannotated; name its type once here.
+    node_ip: Callable[[], str] = ray.util.get_node_ip_address
     out: dict[str, Any] = {
         "node_id": here,
-        "ip": ray.util.get_node_ip_address(),
+        "ip": node_ip(),
         "hostname": socket.gethostname(),
         "exogpu_version": exogpu.__version__,
     }

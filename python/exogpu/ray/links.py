@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,8 @@ class ProbeServerActor:
         import ray
 
         self.stop()
-        ip = ray.util.get_node_ip_address()
+        node_ip: Callable[[], str] = ray.util.get_node_ip_address  # unannotated in Ray
+        ip = node_ip()
         self._server = netprobe.Server(
             bind=ip,
             port=0,
