@@ -150,16 +150,16 @@ def run_plan(args: argparse.Namespace) -> int:
     from exogpu import cluster as clusters
     from exogpu import models
 
+    if args.streams < 1:
+        return _error(f"--streams must be at least 1, got {args.streams}")
+    if args.objective is None:
+        args.objective = "latency" if args.streams == 1 else "throughput"
     if getattr(args, "ray", None):
         from exogpu.ray.cli import run_plan_ray
 
         return run_plan_ray(args)
     if args.thermal and args.cluster:
         return _error("--thermal reads this machine's sensors; it cannot judge a cluster file")
-    if args.streams < 1:
-        return _error(f"--streams must be at least 1, got {args.streams}")
-    if args.objective is None:
-        args.objective = "latency" if args.streams == 1 else "throughput"
     thermal: dict[str, dict[str, Any]] = {}
     try:
         model = models.get(args.model)
