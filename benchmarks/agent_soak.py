@@ -210,7 +210,7 @@ def main() -> int:
     init_certs(certs, ["node-a", "client", "root"])
     (root / "policy.toml").write_text(POLICY)
     log = root / "audit.log"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "python")}
+    env = dict(os.environ)  # the exogpu this script imported
     agent = subprocess.Popen(
         [sys.executable, "-m", "exogpu", "agent", "--certs", str(certs), "--node", "node-a",
          "--port", "0", "--policy", str(root / "policy.toml"), "--audit-log", str(log),

@@ -26,9 +26,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import exogpu
 from netlab import netns_unavailable_reason
 
-REPO = Path(__file__).resolve().parents[2]
+# The folder holding the exogpu under test (site-packages, or python/ in a dev tree).
+PACKAGE_PARENT = str(Path(exogpu.__file__).resolve().parents[1])
 SUBNET = "10.79.0"
 HEAD_PORT = 6379
 
@@ -100,7 +102,7 @@ class RayLab:
         """The environment of every Ray process of the lab (and its drivers)."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": str(REPO / "python"),
+            "PYTHONPATH": PACKAGE_PARENT,
             "HOME": str(self.work / "home"),
             "RAY_TMPDIR": str(self.work / "rt"),
             "TMPDIR": str(self.work / "tmp"),

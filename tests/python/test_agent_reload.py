@@ -99,7 +99,7 @@ def touch(path: Path, text: str | bytes) -> None:
 def agent(tmp_path: Path) -> Iterator[Running]:
     init_certs(tmp_path / "certs", ["node-a", "alice", "eve"])
     (tmp_path / "policy.toml").write_text(POLICY)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "python")}
+    env = dict(os.environ)  # the exogpu under test, installed or on PYTHONPATH
     proc = subprocess.Popen(
         [sys.executable, "-m", "exogpu", "agent", "--certs", str(tmp_path / "certs"),
          "--node", "node-a", "--port", "0", "--policy", str(tmp_path / "policy.toml"),

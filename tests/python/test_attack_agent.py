@@ -361,7 +361,7 @@ def test_accept_out_of_descriptors_backs_off_quietly(tmp_path: Path) -> None:
     def few_descriptors() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "python")}
+    env = dict(os.environ)  # the exogpu under test, installed or on PYTHONPATH
     proc = subprocess.Popen(
         [sys.executable, "-m", "exogpu", "agent", "--certs", str(tmp_path / "certs"),
          "--node", "node-a", "--port", "0", "--policy", str(tmp_path / "policy.toml"),
