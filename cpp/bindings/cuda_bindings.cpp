@@ -132,14 +132,23 @@ std::optional<nb::object> export_device_dlpack(const Buffer& buffer, const nb::k
   const DeviceAddressable* memory = addressable(buffer);
   if (memory == nullptr) return std::nullopt;
   const DeviceAddress where = memory->device_address();
-  if (kwargs.contains("copy") && nb::cast<bool>(nb::bool_(kwargs["copy"]))) {
+  // DLPack consumers (numpy 2 among them) pass copy=None and dl_device=None
+  // explicitly: None means "no preference", never a cast.
+  const nb::object copy_arg = kwargs.contains("copy") ? nb::object(kwargs["copy"]) : nb::none();
+  const int copy_wanted = copy_arg.is_none() ? 0 : PyObject_IsTrue(copy_arg.ptr());
+  if (copy_wanted < 0) throw nb::python_error();
+  if (copy_wanted == 1) {
     PyErr_SetString(PyExc_BufferError, ("the buffer on " + buffer.device().id() +
                                         " is exported in place; copy=True is not supported")
                                            .c_str());
     throw nb::python_error();
   }
   if (kwargs.contains("dl_device") && !kwargs["dl_device"].is_none()) {
-    auto wanted = nb::cast<std::pair<int, int>>(kwargs["dl_device"]);
+    std::pair<int, int> wanted;
+    if (!nb::try_cast(kwargs["dl_device"], wanted)) {
+      PyErr_SetString(PyExc_TypeError, "dl_device must be a (device_type, device_id) pair of ints");
+      throw nb::python_error();
+    }
     if (wanted.first != static_cast<int>(where.device_type) || wanted.second != where.device_id) {
       PyErr_SetString(PyExc_BufferError, ("the buffer lives on " + buffer.device().id() +
                                           " and is exported only there")

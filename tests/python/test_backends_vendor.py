@@ -134,6 +134,17 @@ def test_cuda_buffers_export_dlpack_and_the_array_interface(device_id: str) -> N
     capsule = buf.__dlpack__()
     assert type(capsule).__name__ == "PyCapsule"
     del capsule  # never consumed: freed by the capsule's destructor
+    # Consumers such as numpy 2 pass every protocol argument, None included.
+    capsule = buf.__dlpack__(max_version=(1, 0), dl_device=None, copy=None)
+    assert type(capsule).__name__ == "PyCapsule"
+    del capsule
+    assert type(buf.__dlpack__(dl_device=(2, dev.info.index), copy=False)).__name__ == "PyCapsule"
+    with pytest.raises(BufferError, match="exported in place"):
+        buf.__dlpack__(copy=True)
+    with pytest.raises(BufferError, match="exported only there"):
+        buf.__dlpack__(dl_device=(1, 0))
+    with pytest.raises(TypeError, match="dl_device must be"):
+        buf.__dlpack__(dl_device="cuda")
     cupy = pytest.importorskip("cupy")
     with cupy.cuda.Device(dev.info.index):
         view = cupy.from_dlpack(buf)
