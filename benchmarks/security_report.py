@@ -6,7 +6,8 @@
    the same policy without the cache.
 2. Audit events per second with 8 threads, in `buffered` and `fsync` mode (and
    `flush`), against the standard library's `logging` with a JSON formatter and a
-   FileHandler writing the same events.
+   FileHandler writing the same events; and sealed (signed checkpoints every
+   `--seal-records`) against unsealed, run in pairs.
 3. The node agent (its own process, mutual TLS 1.3 on loopback): handshakes per
    second and requests per second with 32 concurrent clients; errors are counted
    and must be zero.
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from exogpu.security.audit import AuditLog, EventType
+from exogpu.security.audit_seal import create_seal_key
 from exogpu.security.policy_file import parse_policy
 from exogpu.security.rbac import AccessControl, Permission
 from exogpu.security.tls import client_context, init_certs
@@ -124,9 +126,16 @@ def _threads(n_threads: int, per_thread: int, emit: Callable[[int], None]) -> fl
     return t0
 
 
-def audit_rate(durability: Any, per_thread: int, threads: int = 8) -> tuple[int, float]:
+def audit_rate(durability: Any, per_thread: int, threads: int = 8,
+               seal_records: int | None = None) -> tuple[int, float]:
+    """Events per second; with `seal_records`, sealed with a checkpoint that often
+    (and at close, which the timing includes through the final flush)."""
     with tempfile.TemporaryDirectory(dir=os.environ.get("EXOGPU_BENCH_DIR")) as d:
-        log = AuditLog(Path(d) / "audit.log", durability=durability)
+        seal: dict[str, Any] = {}
+        if seal_records is not None:
+            create_seal_key(Path(d) / "seal.state", Path(d) / "seal.pub")
+            seal = {"seal_key": Path(d) / "seal.state", "seal_records": seal_records}
+        log = AuditLog(Path(d) / "audit.log", durability=durability, **seal)
 
         def emit(i: int) -> None:
             log.log(EventType.MEMORY_ALLOCATE, principal="alice", device="cuda:0",
@@ -167,6 +176,28 @@ def audit_figures(reps: int, per_thread: int, fsync_per_thread: int) -> dict[str
         rate = median_rate(lambda mode=mode, n=n: audit_rate(mode, n), reps)
         out[f"{mode}_per_s"] = rate
         out[f"{mode}_vs_stdlib"] = rate / std
+    return out
+
+
+def sealed_figures(reps: int, per_thread: int, fsync_per_thread: int,
+                   seal_records: int) -> dict[str, float]:
+    """Sealed against unsealed, each repetition running both back to back, so that
+    drift on a shared machine hits both alike; the ratio is the median of the
+    per-repetition ratios."""
+    out: dict[str, float] = {"seal_records": seal_records}
+    for mode, n in (("buffered", per_thread), ("fsync", fsync_per_thread)):
+        audit_rate(mode, n)
+        audit_rate(mode, n, seal_records=seal_records)  # warm-up, both
+        plain, sealed, ratio = [], [], []
+        for _ in range(reps):
+            a = audit_rate(mode, n)
+            b = audit_rate(mode, n, seal_records=seal_records)
+            plain.append(a[0] / a[1])
+            sealed.append(b[0] / b[1])
+            ratio.append(sealed[-1] / plain[-1])
+        out[f"{mode}_unsealed_per_s"] = statistics.median(plain)
+        out[f"{mode}_sealed_per_s"] = statistics.median(sealed)
+        out[f"{mode}_sealed_vs_unsealed"] = statistics.median(ratio)
     return out
 
 
@@ -314,6 +345,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--skip-agent", action="store_true")
+    parser.add_argument("--seal-records", type=int, default=10_000,
+                        help="records between checkpoints in the sealed runs "
+                             "(the writer's default)")
     args = parser.parse_args()
     reps = 3 if args.quick else 5
     results: dict[str, Any] = {
@@ -321,6 +355,8 @@ def main() -> int:
         "permission": permission_checks(reps, 50_000 if args.quick else 1_000_000),
         "audit_8_threads": audit_figures(reps, 1_000 if args.quick else 10_000,
                                          100 if args.quick else 500),
+        "audit_sealed_8_threads": sealed_figures(reps, 1_000 if args.quick else 10_000,
+                                                 100 if args.quick else 500, args.seal_records),
     }
     if not args.skip_agent:
         results["agent_32_clients"] = agent_figures(reps if not args.quick else 1,
@@ -335,6 +371,12 @@ def main() -> int:
     for mode in ("buffered", "flush", "fsync"):
         print(f"audit {mode:<8} 8 threads:       {a[f'{mode}_per_s']:>12,.0f} events/s   "
               f"({a[f'{mode}_vs_stdlib']:.2f}x stdlib logging)")
+    sealed = results["audit_sealed_8_threads"]
+    for mode in ("buffered", "fsync"):
+        print(f"audit {mode:<8} sealed every {sealed['seal_records']:,.0f}: "
+              f"{sealed[f'{mode}_sealed_per_s']:>10,.0f} events/s against "
+              f"{sealed[f'{mode}_unsealed_per_s']:,.0f} unsealed "
+              f"({sealed[f'{mode}_sealed_vs_unsealed']:.2f}x, median of paired runs)")
     if "agent_32_clients" in results:
         g = results["agent_32_clients"]
         for kind, label in (("reference", "bare aiohttp, same TLS"),
