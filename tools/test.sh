@@ -17,11 +17,12 @@ export LSAN_OPTIONS="suppressions=$PWD/tests/cpp/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
 
-echo "== Python package"
-python3 -m pip install -q --no-build-isolation .
-
+# One wheel, checked, then installed: the package exactly as a user gets it.
 echo "== Wheel (manylinux, no vendor libraries linked)"
 bash tools/check-wheel.sh
+
+echo "== Python package"
+python3 -m pip install -q --force-reinstall --no-deps build/wheel-check/exogpu-*.whl
 
 echo "== Lint and types"
 python3 -m ruff check python tests benchmarks
@@ -32,7 +33,8 @@ python3 -m pytest tests/python -q
 
 # The same suite with two simulated CUDA, two simulated HIP and two simulated
 # Metal devices beside the real ones, so the Python layer meets GPUs here too
-# (tests/cpp/sim_gpu, tests/cpp/sim_metal). The package is reinstalled with
+# (tests/cpp/sim_gpu, tests/cpp/sim_metal); modules that never touch a device
+# (tests/python/conftest.py lists them) ran above and are left out. The package is reinstalled with
 # the Metal backend for it (Linux wheels leave it out: it needs GNUstep).
 echo "== pytest beside simulated CUDA, HIP and Metal devices"
 bash tools/build-sim-gpu.sh build/sim-gpu
@@ -41,4 +43,5 @@ python3 -m pip install -q --no-build-isolation -C cmake.define.EXOGPU_METAL=ON .
 EXOGPU_CUDA_LIBRARY="$PWD/build/sim-gpu/libsim_cuda.so" \
 EXOGPU_HIP_LIBRARY="$PWD/build/sim-gpu/libsim_hip.so" \
 EXOGPU_METAL_LIBRARY="$PWD/build/sim-metal/libsim_metal.so" \
+EXOGPU_TEST_DEVICES_ONLY=1 \
   python3 -m pytest tests/python -q
