@@ -37,12 +37,16 @@ devices = ["*"]
 
 
 def _serve(root: str, check: bool, ready: Any) -> None:
+    from exogpu.agent.gate import Limits
     from exogpu.agent.server import AgentConfig, run_agent
 
+    # Every handshake comes from 127.0.0.1, so the per-address rate of new
+    # connections (a defence measured by the soak, not here) is lifted.
     config = AgentConfig(certs=Path(root) / "certs", node="node-a",
                          policy=Path(root) / "policy.toml", audit_log=Path(root) / "audit.log",
                          audit_durability="buffered", check_revocation=check,
-                         reload_interval=3600)
+                         reload_interval=3600,
+                         limits=Limits(max_per_peer=4096, new_per_peer_per_second=50_000.0))
     asyncio.run(run_agent(config, ready=ready.put))
 
 

@@ -241,7 +241,10 @@ def start_server(root: Path, kind: str) -> tuple[subprocess.Popen[str], int]:
     else:
         cmd = [sys.executable, "-m", "exogpu", "agent", "--certs", str(root / "certs"),
                "--node", "node-a", "--port", "0", "--policy", str(root / "policy.toml"),
-               "--audit-log", str(root / f"audit-{kind}.log"), "--audit-durability", kind]
+               "--audit-log", str(root / f"audit-{kind}.log"), "--audit-durability", kind,
+               # All clients share 127.0.0.1: the per-address connection limits,
+               # a defence the soak measures, would otherwise throttle this run.
+               "--max-per-peer", "4096", "--new-per-peer", "50000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     m = re.search(r":(\d+)$", proc.stdout.readline().strip())

@@ -411,3 +411,15 @@ def test_accept_out_of_descriptors_backs_off_quietly(tmp_path: Path) -> None:
     assert len(stderr) < 20_000
     recs = [json.loads(x) for x in log.read_text().splitlines()]
     assert recs[-1]["type"] == "system.stop"
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("new_per_peer_per_second", 0.0, "more than 0 and under 1000000"),
+    ("new_per_peer_per_second", float("nan"), "more than 0 and under 1000000"),
+    ("new_per_peer_per_second", 1e7, "more than 0 and under 1000000"),
+    ("handshake_timeout", float("inf"), "more than 0 and under a day"),
+    ("max_per_peer", 0, "at least 1"),
+])
+def test_limits_refuse_nonsense_naming_the_field(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be {message}"):
+        Limits(**{field: value})  # type: ignore[arg-type]

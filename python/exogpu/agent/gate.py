@@ -41,12 +41,12 @@ class Limits:
         for name in ("max_connections", "max_per_peer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in (
-            "new_per_peer_per_second",
-            "handshake_timeout",
-            "header_timeout",
-            "keepalive_timeout",
-        ):
+        rate = self.new_per_peer_per_second
+        if not 0 < rate < 1e6:
+            raise ValueError(
+                f"new_per_peer_per_second must be more than 0 and under 1000000, got {rate}"
+            )
+        for name in ("handshake_timeout", "header_timeout", "keepalive_timeout"):
             value = getattr(self, name)
             if not 0 < value < 86400:
                 raise ValueError(f"{name} must be more than 0 and under a day, got {value}")
