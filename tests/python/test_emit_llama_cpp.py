@@ -20,6 +20,7 @@ from exogpu.placement.emit import (
     emit,
     emit_llama_cpp,
 )
+from exogpu.placement.emit.llama_cpp import default_split_stages
 
 KINDS = ("cpu", "cuda", "hip", "vulkan", "metal")
 # ggml's device names, as llama.cpp prints them in --list-devices.
@@ -347,3 +348,35 @@ def test_a_placement_that_is_not_the_problems_is_refused() -> None:
         emit("llama", placement_of([("pc:cuda:0", 0, 5)]), problem)
     with pytest.raises(PlanNotExpressible, match="client 'moon' is not a node"):
         emit_llama_cpp(placement_of([("pc:cuda:0", 0, 5)]), problem, client="moon")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(1, 2**40), min_size=1, max_size=8),
+    st.integers(1, 130),
+    st.booleans(),
+    st.booleans(),
+)
+def test_default_split_stages_follow_llama_cpps_rule(
+    free: list[int], n_blocks: int, embedding: bool, output: bool
+) -> None:
+    devices = [(f"n{i}:cuda:0", f"n{i}") for i in range(len(free))]
+    problem = problem_of(devices, n_blocks, embedding, output)
+    problem = Problem.from_json(
+        {
+            **problem.to_json(),
+            "devices": [
+                {**d, "free_memory_bytes": f}
+                for d, f in zip(problem.to_json()["devices"], free, strict=True)
+            ],
+        }
+    )
+    stages = default_split_stages(problem)
+    layer_device = placement_of(stages).layer_devices()
+    assert len(layer_device) == len(problem.layers)
+    wanted = [devices[i][0] for i in llama_cpp_places(n_blocks, n_blocks + 1, free, len(free))]
+    # the blocks, then the output layer (which, without one, is the last block's)
+    assert layer_device[embedding : embedding + n_blocks] == wanted[:n_blocks]
+    assert layer_device[-1] == (wanted[n_blocks] if output else wanted[n_blocks - 1])
+    if embedding:  # the embedding is counted with the first stage
+        assert layer_device[0] == layer_device[1]
