@@ -338,6 +338,21 @@ def test_devices_llama_cpp_cannot_drive_are_refused() -> None:
         emit_llama_cpp(placement_of([("gpu-a", 0, 5)]), odd, {"pc": "10.0.0.3"})
 
 
+def test_more_devices_than_llama_cpp_splits_over_are_refused() -> None:
+    devices = [(f"n{i}:cuda:0", f"n{i}") for i in range(17)]
+    problem = problem_of(devices, 30)
+    # every device holds a block: the first the embedding and block 0, the last the rest
+    stages = [
+        (d, 0 if i == 0 else i + 1, i + 1 if i < 16 else 31) for i, (d, _) in enumerate(devices)
+    ]
+    placement = placement_of(stages)
+    addresses = {node: f"10.0.1.{i}" for i, (_, node) in enumerate(devices)}
+    with pytest.raises(PlanNotExpressible, match=r"17 devices; llama\.cpp splits over at most 16"):
+        emit_llama_cpp(placement, problem, addresses)
+    assert len(emit_llama_cpp(placement_of([(d, 0, 31) for d, _ in devices[:1]]), problem,
+                              addresses).devices) == 1  # fmt: skip
+
+
 def test_a_placement_that_is_not_the_problems_is_refused() -> None:
     problem = problem_of(HOME, 4)
     with pytest.raises(InvalidArgument, match="not a device of the problem"):

@@ -50,9 +50,9 @@ from exogpu.placement.result import Placement
 
 ENGINE = "llama.cpp"
 DEFAULT_RPC_PORT = 50052
-# llama_max_devices() and GGML_RPC_MAX_SERVERS.
+# llama_max_devices(); every rpc-server serves at least one of them, so
+# GGML_RPC_MAX_SERVERS (also 16) is never the tighter limit.
 MAX_DEVICES = 16
-MAX_RPC_SERVERS = 16
 # ggml's device name of each backend, followed by the device's ordinal.
 BACKEND_NAMES = {"cuda": "CUDA", "hip": "ROCm", "vulkan": "Vulkan", "metal": "MTL"}
 
@@ -224,10 +224,6 @@ def emit_llama_cpp(
     for p in order:
         if p.node != client:
             remote.setdefault(p.node, []).append(p)
-    if len(remote) > MAX_RPC_SERVERS:
-        raise PlanNotExpressible(
-            ENGINE, f"it needs {len(remote)} rpc-servers; llama.cpp connects to at most 16"
-        )
     names: dict[str, str] = {}
     servers: list[RpcServer] = []
     for node, node_parts in remote.items():
