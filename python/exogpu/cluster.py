@@ -5,6 +5,10 @@ Read from a JSON or TOML file (the contract's ``devices``, ``links``,
 ``Device.memory_info()`` now, speed from the table of known devices below
 (marked ``"speed_source": "table"``, or ``"estimate"`` for a CPU) until the
 probe measures it; ``Cluster.with_profile()`` is where measured figures go.
+
+A cluster file may also say how each node is reached, for the engines that
+connect nodes (exogpu.placement.emit): ``"nodes": {"pc": {"address":
+"192.168.1.10"}}`` (HOST or HOST:PORT).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class Cluster:
     default_link: dict[str, float]
     intra_node_link: dict[str, float] | None = None
     links: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # node -> "HOST" or "HOST:PORT"; not part of the placement contract
+    addresses: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Cluster:
@@ -57,14 +63,22 @@ class Cluster:
     def from_json(cls, data: Any, where: str = "cluster") -> Cluster:
         if not isinstance(data, Mapping):
             raise InvalidArgument(f"{where} must be an object with devices and default_link")
-        allowed = {"devices", "links", "default_link", "intra_node_link", "name", "description"}
+        allowed = {
+            "devices",
+            "links",
+            "default_link",
+            "intra_node_link",
+            "name",
+            "description",
+            "nodes",
+        }
         unknown = sorted(str(k) for k in data if k not in allowed)
         if unknown:
             raise InvalidArgument(f"{where} has unknown field(s): {', '.join(unknown)}")
         # The contract's parser checks every field first and names the bad one.
         from exogpu.placement.problem import Problem
 
-        contract = {k: v for k, v in data.items() if k not in ("name", "description")}
+        contract = {k: v for k, v in data.items() if k not in ("name", "description", "nodes")}
         dummy = {"name": "probe", "weight_bytes": 0, "flops_per_token": 0.0}
         try:
             Problem.from_json({"layers": [dummy], **contract})
@@ -92,6 +106,7 @@ class Cluster:
             default_link=dict(data["default_link"]),
             intra_node_link=dict(data["intra_node_link"]) if "intra_node_link" in data else None,
             links=tuple(dict(x) for x in links),
+            addresses=_node_addresses(data.get("nodes", {}), {d.node for d in parsed}, where),
         )
         cluster.check()
         return cluster
@@ -145,6 +160,24 @@ class Cluster:
         cluster = replace(self, devices=tuple(devices), links=tuple(kept + new_links))
         cluster.check()
         return cluster
+
+
+def _node_addresses(nodes: Any, known: set[str], where: str) -> dict[str, str]:
+    """The file's ``nodes`` object as node -> address (checked in full where used)."""
+    if not isinstance(nodes, Mapping):
+        raise InvalidArgument(f"{where}: nodes must be an object of node names")
+    out: dict[str, str] = {}
+    for node, entry in nodes.items():
+        at = f"{where}: nodes.{str(node)[:64]}"
+        if node not in known:
+            raise InvalidArgument(f"{at}: no device is on this node")
+        if not isinstance(entry, Mapping) or set(entry) - {"address"}:
+            raise InvalidArgument(f"{at} must be an object with an address")
+        address = entry.get("address")
+        if not isinstance(address, str) or not 0 < len(address) <= 300:
+            raise InvalidArgument(f"{at}.address must be a HOST or HOST:PORT string")
+        out[str(node)] = address
+    return out
 
 
 def _device_json(d: ClusterDevice) -> dict[str, Any]:

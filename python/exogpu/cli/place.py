@@ -15,6 +15,7 @@ from rich.table import Table
 from exogpu import InvalidArgument
 from exogpu.bounded_input import load_json
 from exogpu.placement import BASELINES, OBJECTIVES, STRATEGIES, Placement, Problem, solve
+from exogpu.placement.emit import DEFAULT_RPC_PORT, ENGINES, EnginePlan, emit
 
 
 def register(subparsers: Any) -> None:
@@ -38,6 +39,7 @@ def register(subparsers: Any) -> None:
     place.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     place.add_argument("--time-budget", type=float, default=1.0, metavar="SECONDS")
     place.add_argument("--json", action="store_true", help="print the contract's output JSON")
+    _add_emit_arguments(place)
     place.set_defaults(func=run_place)
 
     plan = subparsers.add_parser(
@@ -79,7 +81,79 @@ def register(subparsers: Any) -> None:
         metavar="ADDRESS",
         help="survey the running Ray cluster at HOST:PORT (or 'auto') and place on it",
     )
+    _add_emit_arguments(plan)
     plan.set_defaults(func=run_plan)
+
+
+def _add_emit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--emit",
+        choices=ENGINES,
+        metavar="ENGINE",
+        help=f"also print what ENGINE needs to run the plan ({', '.join(ENGINES)})",
+    )
+    parser.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        metavar="NODE=HOST[:PORT]",
+        help="how --emit reaches a node (repeatable; overrides the cluster file's nodes)",
+    )
+    parser.add_argument(
+        "--rpc-port",
+        type=int,
+        default=DEFAULT_RPC_PORT,
+        metavar="PORT",
+        help=f"llama.cpp rpc-server port of an address without one (default {DEFAULT_RPC_PORT})",
+    )
+    parser.add_argument(
+        "--client",
+        metavar="NODE",
+        help="llama.cpp: the node that runs llama-server (default: a host outside the plan)",
+    )
+    parser.add_argument(
+        "--model-file",
+        metavar="PATH",
+        help="the model the emitted commands load (GGUF file, or vLLM model name)",
+    )
+
+
+def _addresses(args: argparse.Namespace, known: dict[str, str]) -> dict[str, str]:
+    out = dict(known)
+    for item in args.address:
+        node, sep, address = item.partition("=")
+        if not sep or not node:
+            raise InvalidArgument(f"--address {item!r}: expected NODE=HOST[:PORT]")
+        out[node] = address
+    return out
+
+
+def _emit(
+    args: argparse.Namespace,
+    placement: Placement,
+    problem: Problem,
+    known_addresses: dict[str, str],
+    model: str | None = None,
+) -> EnginePlan | None:
+    if not args.emit:
+        if args.address or args.client:
+            raise InvalidArgument("--address and --client go with --emit ENGINE")
+        return None
+    return emit(
+        args.emit,
+        placement,
+        problem,
+        _addresses(args, known_addresses),
+        client=args.client,
+        rpc_port=args.rpc_port,
+        model=args.model_file or model,
+    )
+
+
+def _print_launch(console: Console, launch: EnginePlan) -> None:
+    console.print(f"[bold]To run it with {launch.engine}:[/]")
+    # out(): no markup, no wrapping, so the commands paste as printed
+    console.out(launch.render(), highlight=False)
 
 
 def _error(message: str) -> int:
@@ -108,13 +182,20 @@ def run_place(args: argparse.Namespace) -> int:
             previous=previous,
             departed=args.departed,
         )
+        launch = _emit(args, result, problem, {}) if result.feasible else None
     except (InvalidArgument, ValueError) as e:
         return _error(str(e))
     if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=2)
+        out = result.to_json()
+        if launch is not None:
+            out["emit"] = launch.to_json()
+        json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _print_placement(Console(), problem, result, title=f"{args.strategy} ({args.objective})")
+        console = Console()
+        _print_placement(console, problem, result, title=f"{args.strategy} ({args.objective})")
+        if launch is not None:
+            _print_launch(console, launch)
     return 0 if result.feasible else 1
 
 
@@ -155,6 +236,8 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.objective is None:
         args.objective = "latency" if args.streams == 1 else "throughput"
     if getattr(args, "ray", None):
+        if args.emit:
+            return _error("--emit does not go with --ray yet: give the cluster with --cluster")
         from exogpu.ray.cli import run_plan_ray
 
         return run_plan_ray(args)
@@ -176,6 +259,7 @@ def run_plan(args: argparse.Namespace) -> int:
             problem, thermal = _thermal_weights(problem)
         best = solve(problem, args.objective, args.time_budget)
         baselines = {name: solve(problem, args.objective, strategy=name) for name in BASELINES}
+        launch = _emit(args, best, problem, cluster.addresses, _model_name(model, args.emit))
     except (InvalidArgument, ValueError) as e:
         return _error(str(e))
     if args.json:
@@ -192,6 +276,8 @@ def run_plan(args: argparse.Namespace) -> int:
         }
         if args.thermal:
             out["thermal"] = thermal
+        if launch is not None:
+            out["emit"] = launch.to_json()
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
@@ -247,7 +333,15 @@ def run_plan(args: argparse.Namespace) -> int:
             f"{_rate(_with_streams(best, args.streams))} tokens/s in all",
             highlight=False,
         )
+    if launch is not None:
+        _print_launch(console, launch)
     return 0
+
+
+def _model_name(model: Any, engine: str | None) -> str | None:
+    """vLLM loads a Hugging Face model by name: the catalog's source repository."""
+    source = str(model.config.get("source", "")).split(" ")[0]
+    return source if engine == "vllm" and source.count("/") == 1 else None
 
 
 def _with_streams(r: Placement, streams: int) -> float | None:
