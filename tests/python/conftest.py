@@ -38,7 +38,8 @@ def _private_cache(
 DEVICE_INDEPENDENT_MODULES = frozenset({
     "test_agent_reload", "test_agent_revocation", "test_agent_tls", "test_attack_agent",
     "test_audit", "test_audit_cli", "test_audit_crash", "test_audit_seal", "test_audit_tamper",
-    "test_bounded_input", "test_models", "test_netprobe", "test_netprobe_lab",
+    "test_bounded_input", "test_emit_cli", "test_emit_engines", "test_emit_llama_cpp",
+    "test_models", "test_netprobe", "test_netprobe_lab",
     "test_netprobe_server", "test_placement_budget", "test_placement_fuzz",
     "test_placement_hostile", "test_placement_milp", "test_placement_oracle",
     "test_ray_cluster", "test_rbac", "test_rbac_state_machine", "test_thermal", "test_tls",
