@@ -79,6 +79,55 @@ TEST(GroupPhysicalDevices, MergesByUuidThenPciAndFoldsCpuEmulationIntoTheCpu) {
   EXPECT_EQ(groups[3], (std::vector<std::size_t>{6}));
 }
 
+DeviceInfo with_luid(DeviceInfo info, std::string luid, std::uint32_t vendor) {
+  info.luid = std::move(luid);
+  info.pci_vendor_id = vendor;
+  return info;
+}
+
+TEST(GroupPhysicalDevices, MergesByAdapterLuidUnlessTheVendorsDisagree) {
+  const std::vector<DeviceInfo> devices = {
+      with_luid(view("vulkan", 0, "", ""), "00000000-0000b81b", 0x1002),
+      with_luid(view("directml", 0, "", ""), "00000000-0000b81b", 0x1002),  // same AMD GPU
+      with_luid(view("cuda", 0, "", ""), "00000000-0000c0de", 0),  // CUDA gives no vendor id
+      with_luid(view("directml", 1, "", ""), "00000000-0000c0de", 0x10de),
+      // A LUID that matches but names another vendor's adapter stays apart.
+      with_luid(view("vulkan", 1, "", ""), "00000000-0000c0de", 0x8086),
+      with_luid(view("directml", 2, "", ""), "", 0x8086),  // no LUID: alone
+  };
+  const auto groups = group_physical_devices(devices);
+  ASSERT_EQ(groups.size(), 4u);
+  EXPECT_EQ(groups[0], (std::vector<std::size_t>{1, 0}));  // directml:0 preferred over vulkan:0
+  EXPECT_EQ(groups[1], (std::vector<std::size_t>{2, 3}));  // cuda:0 preferred over directml:1
+  EXPECT_EQ(groups[2], (std::vector<std::size_t>{4}));
+  EXPECT_EQ(groups[3], (std::vector<std::size_t>{5}));
+}
+
+TEST(DeviceIdentity, LuidIsHighPartThenLowPartFromTheDriversBytes) {
+  // The LUID struct's memory, as cuDeviceGetLuid, deviceLUID and AdapterLuid
+  // give it: LowPart 0x0001b81b, then HighPart 0x00000002, little-endian.
+  const std::uint8_t bytes[8] = {0x1b, 0xb8, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00};
+  EXPECT_EQ(format_luid(bytes), "00000002-0001b81b");
+  const std::uint8_t zero[8] = {};
+  EXPECT_EQ(format_luid(zero), "");  // no adapter has the zero LUID
+}
+
+TEST(Registry, DirectmlSaysWhyItIsNotHere) {
+  Registry registry(BackendSelection{});
+  for (const auto& status : registry.backends()) {
+    if (status.name != "directml") continue;
+#if defined(_WIN32)
+    if (!status.available) {
+      EXPECT_EQ(status.reason.find("Windows API"), std::string::npos) << status.reason;
+    }
+#else
+    EXPECT_FALSE(status.available);
+    EXPECT_NE(status.reason.find("DirectML is a Windows API"), std::string::npos) << status.reason;
+    EXPECT_EQ(status.reason.find("built"), std::string::npos) << status.reason;
+#endif
+  }
+}
+
 TEST(GroupPhysicalDevices, EmulatedDeviceStandsAloneWithoutTheCpuBackend) {
   const auto groups = group_physical_devices({view("vulkan", 0, "cccc", "", true)});
   ASSERT_EQ(groups.size(), 1u);

@@ -14,6 +14,7 @@
 #include "backends/cuda/cuda_driver.hpp"
 #include "backends/hip/hip_backend.hpp"
 #include "backends/hip/hip_runtime.hpp"
+#include "core/identity.hpp"
 #include "exogpu/error.hpp"
 #include "test_support.hpp"
 
@@ -81,7 +82,33 @@ TEST(SimulatedCuda, DriverIsResolvedThroughProcAddressAndListsItsDevices) {
   EXPECT_EQ(info.kind, DeviceKind::discrete);
   EXPECT_EQ(info.pci_bus_id, "0000:c2:00.0");  // the driver's upper case, normalised
   EXPECT_EQ(info.uuid, "c0c1c2c3-c4c5-c6c7-c8c9-cacbcccdce01");
+  EXPECT_EQ(info.luid, "00000000-0000d1a1");  // cuDeviceGetLuid, as on Windows
   EXPECT_EQ(machine.hooks().faults(), 0);
+}
+
+// On Windows one GPU is seen through CUDA, D3D12 and Vulkan, and only the
+// adapter LUID ties the D3D12 view to the others. The CUDA view here comes
+// from the driver ABI (cuDeviceGetLuid's bytes); the D3D12 and Vulkan views
+// carry the same LUID, as DXGI_ADAPTER_DESC1::AdapterLuid and
+// VkPhysicalDeviceIDProperties::deviceLUID give it.
+TEST(SimulatedCuda, LuidMergesTheCudaViewWithTheD3d12AndVulkanViews) {
+  auto machine = cuda_machine();
+  std::vector<DeviceInfo> views = {machine.device(0).info(), machine.device(1).info()};
+  const std::uint8_t adapter_luid[8] = {0xa1, 0xd1, 0, 0, 0, 0, 0, 0};  // LowPart 0xd1a1
+  DeviceInfo d3d12;
+  d3d12.backend = "directml";
+  d3d12.id = "directml:0";
+  d3d12.luid = format_luid(adapter_luid);
+  d3d12.pci_vendor_id = 0x10de;
+  DeviceInfo vulkan = d3d12;
+  vulkan.backend = "vulkan";
+  vulkan.id = "vulkan:0";
+  views.push_back(vulkan);
+  views.push_back(d3d12);
+  const auto groups = group_physical_devices(views);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0], (std::vector<std::size_t>{0}));
+  EXPECT_EQ(groups[1], (std::vector<std::size_t>{1, 3, 2}));  // cuda:1, directml:0, vulkan:0
 }
 
 TEST(SimulatedCuda, PeerCopiesTakeTheVerifiedPeerPath) {

@@ -32,6 +32,12 @@ struct DeviceInfo {
   std::uint64_t memory_total = 0;
   std::string uuid;        // lower-case hex "xxxxxxxx-xxxx-...", empty when unknown
   std::string pci_bus_id;  // "0000:01:00.0", empty when unknown
+  // The Windows adapter LUID, "hhhhhhhh-llllllll" (high and low parts in
+  // hex), which D3D12, CUDA and Vulkan report alike on Windows; empty when
+  // unknown (elsewhere, or a driver that reports none).
+  std::string luid;
+  std::uint32_t pci_vendor_id = 0;  // 0 when unknown
+  std::uint32_t pci_device_id = 0;  // 0 when unknown
   bool unified_memory = false;  // device memory is host memory
   bool emulated_on_host = false;  // a CPU implementation of a GPU API (lavapipe)
   std::vector<std::string> aliases;  // other ids of the same physical device

@@ -45,8 +45,9 @@ struct BackendSelection {
   [[nodiscard]] bool selects(std::string_view backend) const;
 };
 
-// Groups views of the same physical device: the same UUID, else the same PCI
-// bus id, and a CPU implementation of a GPU API with the host CPU. Each group
+// Groups views of the same physical device: the same UUID, the same PCI bus
+// id, or the same adapter LUID (when the vendor ids, where both are known,
+// agree), and a CPU implementation of a GPU API with the host CPU. Each group
 // lists indices into `devices`, the preferred id first (native APIs, then the
 // CPU, then Vulkan); groups come in order of their first device.
 [[nodiscard]] std::vector<std::vector<std::size_t>> group_physical_devices(

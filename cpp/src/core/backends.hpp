@@ -18,6 +18,9 @@ std::unique_ptr<Backend> make_cuda_backend();
 #ifdef EXOGPU_HAVE_HIP
 std::unique_ptr<Backend> make_hip_backend();
 #endif
+#ifdef EXOGPU_HAVE_DIRECTML
+std::unique_ptr<Backend> make_directml_backend();
+#endif
 #ifdef EXOGPU_HAVE_METAL
 std::unique_ptr<Backend> make_metal_backend();
 #endif

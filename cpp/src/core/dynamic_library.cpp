@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <string>
 
 namespace exogpu {
 
@@ -20,7 +21,13 @@ std::unique_ptr<DynamicLibrary> DynamicLibrary::open(const std::vector<std::stri
     if (handle != nullptr) {
       return std::make_unique<DynamicLibrary>(Key{}, handle, name);
     }
-    error += (error.empty() ? "" : "; ") + name + " not found";
+    const DWORD code = GetLastError();
+    const bool absent = code == ERROR_MOD_NOT_FOUND || code == ERROR_FILE_NOT_FOUND ||
+                        code == ERROR_PATH_NOT_FOUND;
+    error += (error.empty() ? "" : "; ") + name +
+             (absent ? std::string(" not found")
+                     : ": LoadLibrary failed with Windows error " + std::to_string(code) +
+                           (code == ERROR_BAD_EXE_FORMAT ? " (not a 64-bit Windows library)" : ""));
 #else
     void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle != nullptr) {
@@ -42,7 +49,12 @@ DynamicLibrary::~DynamicLibrary() {
 }
 
 void DynamicLibrary::keep_loaded_until_exit() const noexcept {
-#if !defined(_WIN32)
+#if defined(_WIN32)
+  HMODULE pinned = nullptr;
+  (void)GetModuleHandleExA(
+      GET_MODULE_HANDLE_EX_FLAG_PIN | GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
+      reinterpret_cast<LPCSTR>(handle_), &pinned);
+#else
   (void)dlopen(name_.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 #endif
 }

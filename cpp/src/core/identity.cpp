@@ -13,6 +13,20 @@ std::string format_uuid(std::span<const std::uint8_t, 16> b) {
   return out;
 }
 
+std::string format_luid(std::span<const std::uint8_t, 8> b) {
+  std::uint32_t low = 0;
+  std::uint32_t high = 0;
+  for (int i = 3; i >= 0; --i) {
+    low = (low << 8) | b[static_cast<std::size_t>(i)];
+    high = (high << 8) | b[static_cast<std::size_t>(i) + 4];
+  }
+  if (low == 0 && high == 0) return {};
+  char out[18];
+  std::snprintf(out, sizeof out, "%08x-%08x", static_cast<unsigned>(high),
+                static_cast<unsigned>(low));
+  return out;
+}
+
 std::string format_pci_bus_id(std::uint32_t domain, std::uint32_t bus, std::uint32_t device,
                               std::uint32_t function) {
   char out[32];

@@ -22,6 +22,14 @@ struct KnownBackend {
   const char* note = "";
 };
 
+#if defined(__APPLE__)
+#define EXOGPU_PLATFORM_NAME "macOS"
+#elif defined(__linux__)
+#define EXOGPU_PLATFORM_NAME "Linux"
+#else
+#define EXOGPU_PLATFORM_NAME "this operating system"
+#endif
+
 // Said of the Metal backend wherever it is listed, until it has run on a Mac.
 constexpr const char* kMetalNote =
     "tested against a simulated Metal device only; it has not yet run on Apple hardware";
@@ -46,7 +54,13 @@ const std::vector<KnownBackend>& known() {
 #else
       {"metal", {}, EXOGPU_METAL_UNAVAILABLE, kMetalNote},
 #endif
-      {"directml", {}, "the DirectML backend is built only on Windows"},
+#ifdef EXOGPU_HAVE_DIRECTML
+      {"directml", make_directml_backend, ""},
+#elif defined(_WIN32)
+      {"directml", {}, "this build has no DirectML backend"},
+#else
+      {"directml", {}, "DirectML is a Windows API; this build is for " EXOGPU_PLATFORM_NAME},
+#endif
       {"cpu", make_cpu_backend, ""},
 #ifdef EXOGPU_HAVE_VULKAN
       {"vulkan", make_vulkan_backend, ""},
@@ -88,6 +102,11 @@ struct Groups {
   }
   void join(std::size_t a, std::size_t b) { parent[find(a)] = find(b); }
 };
+
+// Two views agree on the vendor unless both know it and the ids differ.
+bool same_vendor(const DeviceInfo& a, const DeviceInfo& b) {
+  return a.pci_vendor_id == 0 || b.pci_vendor_id == 0 || a.pci_vendor_id == b.pci_vendor_id;
+}
 
 }  // namespace
 
@@ -162,6 +181,7 @@ std::vector<std::vector<std::size_t>> group_physical_devices(
   Groups groups(devices.size());
   std::map<std::string, std::size_t> by_uuid;
   std::map<std::string, std::size_t> by_pci;
+  std::map<std::string, std::size_t> by_luid;
   std::optional<std::size_t> host_cpu;
   for (std::size_t i = 0; i < devices.size(); ++i) {
     if (devices[i].backend == "cpu" && !host_cpu) host_cpu = i;
@@ -175,6 +195,12 @@ std::vector<std::vector<std::size_t>> group_physical_devices(
     if (!info.pci_bus_id.empty()) {
       auto [it, fresh] = by_pci.emplace(info.pci_bus_id, i);
       if (!fresh) groups.join(i, it->second);
+    }
+    // An adapter LUID names one adapter on this machine for this boot, unless
+    // two views disagree on whose silicon it is.
+    if (!info.luid.empty()) {
+      auto [it, fresh] = by_luid.emplace(info.luid, i);
+      if (!fresh && same_vendor(info, devices[it->second])) groups.join(i, it->second);
     }
     // A CPU implementation of a GPU API runs on the host CPU itself.
     if (info.emulated_on_host && host_cpu) groups.join(i, *host_cpu);

@@ -250,6 +250,18 @@ EXPORT CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
   return CUDA_SUCCESS;
 }
 
+// As a Windows (WDDM) driver answers: the adapter's LUID, 8 bytes, low part
+// first, and the node mask of a single-node adapter. Device d's LUID is
+// 0x00000000-0000d1a0 + d, the value test LUIDs of other APIs use.
+EXPORT CUresult cuDeviceGetLuid(char* luid, unsigned int* node_mask, CUdevice dev) {
+  if (!valid_device(dev) || luid == nullptr || node_mask == nullptr) return kInvalidValue;
+  const unsigned low = 0xd1a0u + static_cast<unsigned>(dev);
+  for (int i = 0; i < 8; ++i) luid[i] = 0;
+  for (int i = 0; i < 4; ++i) luid[i] = static_cast<char>((low >> (8 * i)) & 0xff);
+  *node_mask = 1;
+  return CUDA_SUCCESS;
+}
+
 EXPORT CUresult cuDeviceGetPCIBusId(char* bus_id, int len, CUdevice dev) {
   if (!valid_device(dev) || bus_id == nullptr || len < 13) return kInvalidValue;
   std::snprintf(bus_id, static_cast<std::size_t>(len), "0000:%02X:00.0", 0xC1 + dev);
@@ -585,6 +597,7 @@ EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int cuda_versio
     return CUDA_SUCCESS;                                     \
   }
   EXOGPU_CUDA_SYMBOLS(EXOGPU_SIM_PROC)
+  EXOGPU_CUDA_OPTIONAL_SYMBOLS(EXOGPU_SIM_PROC)
 #undef EXOGPU_SIM_PROC
   *pfn = nullptr;
   return kNotFound;
@@ -594,4 +607,5 @@ EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int cuda_versio
 #define EXOGPU_SIM_SIGNATURE(member, base, exported, ret, params) \
   static_assert(std::is_same_v<decltype(&exported), ret(*) params>, #exported);
 EXOGPU_CUDA_SYMBOLS(EXOGPU_SIM_SIGNATURE)
+EXOGPU_CUDA_OPTIONAL_SYMBOLS(EXOGPU_SIM_SIGNATURE)
 #undef EXOGPU_SIM_SIGNATURE

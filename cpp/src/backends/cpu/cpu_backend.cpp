@@ -1,10 +1,22 @@
 // The host CPU as an exogpu device: page-aligned allocations, one in-order
 // worker thread per stream, host-clock events, and a vectorised FMA kernel
 // across all cores for the compute probe.
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <malloc.h>
+#include <windows.h>
+#else
 #include <sys/mman.h>
 #include <unistd.h>
+#endif
 
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -26,14 +38,24 @@ namespace {
 
 std::size_t page_size() {
   static const std::size_t size = [] {
+#if defined(_WIN32)
+    SYSTEM_INFO system{};
+    GetSystemInfo(&system);
+    const long v = static_cast<long>(system.dwPageSize);
+#else
     const long v = sysconf(_SC_PAGESIZE);
+#endif
     return v > 0 ? static_cast<std::size_t>(v) : std::size_t{4096};
   }();
   return size;
 }
 
 struct FreeDeleter {
+#if defined(_WIN32)
+  void operator()(void* p) const noexcept { _aligned_free(p); }
+#else
   void operator()(void* p) const noexcept { std::free(p); }
+#endif
 };
 using HostMemory = std::unique_ptr<void, FreeDeleter>;
 
@@ -46,7 +68,11 @@ HostMemory allocate_pages(std::size_t n) {
   const std::size_t align = huge ? kHugePage : page_size();
   if (n > SIZE_MAX - align) return nullptr;
   const std::size_t rounded = (n + align - 1) / align * align;
+#if defined(_WIN32)
+  HostMemory memory(_aligned_malloc(rounded, align));  // the C runtime has no aligned_alloc
+#else
   HostMemory memory(std::aligned_alloc(align, rounded));
+#endif
 #if defined(MADV_HUGEPAGE)
   if (memory && huge) (void)madvise(memory.get(), rounded, MADV_HUGEPAGE);  // a hint only
 #endif
@@ -77,6 +103,35 @@ class CpuHostBuffer final : public HostBuffer {
   std::size_t size_;
 };
 
+#if defined(_WIN32)
+// The figures /proc/meminfo gives elsewhere, from the Windows memory status.
+std::uint64_t meminfo_bytes(std::string_view key) {
+  MEMORYSTATUSEX status{};
+  status.dwLength = sizeof status;
+  if (!GlobalMemoryStatusEx(&status)) return 0;
+  if (key == "MemTotal") return status.ullTotalPhys;
+  if (key == "MemAvailable") return status.ullAvailPhys;
+  return 0;
+}
+
+// "model name" and "vendor_id" as /proc/cpuinfo names them, from the
+// registry's description of the first processor.
+std::string cpuinfo_field(const std::string& key) {
+  const char* value = key == "model name" ? "ProcessorNameString"
+                      : key == "vendor_id" ? "VendorIdentifier"
+                                           : nullptr;
+  if (value == nullptr) return {};
+  char text[256] = {};
+  DWORD size = sizeof text;
+  if (RegGetValueA(HKEY_LOCAL_MACHINE, "HARDWARE\\DESCRIPTION\\System\\CentralProcessor\\0",
+                   value, RRF_RT_REG_SZ, nullptr, text, &size) != ERROR_SUCCESS) {
+    return {};
+  }
+  std::string out(text);
+  const auto start = out.find_first_not_of(' ');
+  return start == std::string::npos ? std::string{} : out.substr(start);
+}
+#else
 // Reads "Key:   value kB" from /proc/meminfo; 0 when absent. Parsed with
 // from_chars, which no global locale (a loaded driver may set one) can change.
 std::uint64_t meminfo_bytes(std::string_view key) {
@@ -112,6 +167,8 @@ std::string cpuinfo_field(const std::string& key) {
   return {};
 }
 
+#endif
+
 std::string vendor_name(const std::string& vendor_id) {
   if (vendor_id == "GenuineIntel") return "Intel";
   if (vendor_id == "AuthenticAMD") return "AMD";
@@ -121,8 +178,12 @@ std::string vendor_name(const std::string& vendor_id) {
 
 std::uint64_t physical_memory() {
   if (const std::uint64_t total = meminfo_bytes("MemTotal"); total > 0) return total;
+#if defined(_WIN32)
+  return 0;
+#else
   const long pages = sysconf(_SC_PHYS_PAGES);
   return pages > 0 ? static_cast<std::uint64_t>(pages) * page_size() : 0;
+#endif
 }
 
 // Eight independent chains of vectors per block, kept in registers, so the
@@ -131,6 +192,7 @@ std::uint64_t physical_memory() {
 // with -ffp-contract=fast so that `c * a + b` becomes one fused instruction.
 // (A vector_size attribute on a dependent alias is dropped, hence one
 // specialisation per width.)
+#if defined(__GNUC__) || defined(__clang__)
 template <std::size_t Bytes>
 struct LanesOf;
 template <>
@@ -197,6 +259,28 @@ __attribute__((target("avx512f"))) void fma_avx512(float* d, std::size_t n, std:
 }
 __attribute__((target("avx2,fma"))) void fma_avx2(float* d, std::size_t n, std::uint32_t it) {
   fma_lanes<32>(d, n, it);
+}
+#endif
+
+#else
+// Compilers without vector extensions (MSVC): eight independent scalar
+// chains, which the optimiser may vectorise on its own.
+template <std::size_t Bytes>
+void fma_lanes(float* data, std::size_t count, std::uint32_t iterations) {
+  std::size_t base = 0;
+  for (; base + 8 <= count; base += 8) {
+    float c[8];
+    std::memcpy(c, data + base, sizeof c);
+    for (std::uint32_t it = 0; it < iterations; ++it) {
+      for (float& x : c) x = std::fma(x, 0.999999f, 1e-7f);
+    }
+    std::memcpy(data + base, c, sizeof c);
+  }
+  for (; base < count; ++base) {
+    float x = data[base];
+    for (std::uint32_t it = 0; it < iterations; ++it) x = std::fma(x, 0.999999f, 1e-7f);
+    data[base] = x;
+  }
 }
 #endif
 

@@ -116,6 +116,13 @@ inline constexpr int kProcAddressVersion = 12000;
      unsigned block_y, unsigned block_z, unsigned shared_bytes, CUstream stream, void** params,  \
      void** extra))
 
+// Entry points a driver may lack without the backend losing anything it
+// needs: nullptr when absent. cuDeviceGetLuid (CUDA 10) answers only on
+// Windows, where the LUID ties a CUDA device to its D3D12 and Vulkan views.
+#define EXOGPU_CUDA_OPTIONAL_SYMBOLS(X)                                                          \
+  X(device_get_luid, cuDeviceGetLuid, cuDeviceGetLuid, CUresult,                                 \
+    (char* luid, unsigned int* device_node_mask, CUdevice dev))
+
 // cuGetProcAddress as CUDA 11.3 introduced it (the export keeps this
 // signature; cuGetProcAddress_v2 adds a status argument).
 using GetProcAddressFn = CUresult (*)(const char* symbol, void** pfn, int cuda_version,

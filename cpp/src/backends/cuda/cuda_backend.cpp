@@ -546,6 +546,13 @@ class CudaBackend final : public Backend {
     CUuuid uuid{};
     if (driver->device_get_uuid(&uuid, device) == CUDA_SUCCESS) info.uuid = format_uuid(std::span<const std::uint8_t, 16>(
         reinterpret_cast<const std::uint8_t*>(uuid.bytes), 16));
+    char luid[8] = {};
+    unsigned int node_mask = 0;
+    if (driver->device_get_luid != nullptr &&
+        driver->device_get_luid(luid, &node_mask, device) == CUDA_SUCCESS) {
+      info.luid = format_luid(std::span<const std::uint8_t, 8>(
+          reinterpret_cast<const std::uint8_t*>(luid), 8));
+    }
     char bus_id[64] = {};
     if (driver->device_get_pci_bus_id(bus_id, sizeof bus_id - 1, device) == CUDA_SUCCESS) {
       info.pci_bus_id = normalise_pci_bus_id(bus_id);

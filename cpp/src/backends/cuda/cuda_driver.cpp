@@ -39,10 +39,16 @@ std::shared_ptr<Driver> Driver::load(const std::vector<std::string>& names, std:
     if (fn == nullptr) missing.emplace_back(exported);
     return fn;
   };
+#define EXOGPU_CUDA_RESOLVE_OPTIONAL(member, base, exported, ret, params) \
+  driver->member = reinterpret_cast<ret(*) params>(resolve(#base, #exported));
 #define EXOGPU_CUDA_RESOLVE(member, base, exported, ret, params) \
   driver->member = reinterpret_cast<ret(*) params>(resolve(#base, #exported));
   EXOGPU_CUDA_SYMBOLS(EXOGPU_CUDA_RESOLVE)
 #undef EXOGPU_CUDA_RESOLVE
+  const std::size_t required_missing = missing.size();
+  EXOGPU_CUDA_OPTIONAL_SYMBOLS(EXOGPU_CUDA_RESOLVE_OPTIONAL)
+#undef EXOGPU_CUDA_RESOLVE_OPTIONAL
+  missing.resize(required_missing);  // optional entry points may be absent
 
   if (!missing.empty()) {
     reason = lib.name() + " is missing " + describe_missing_symbols(missing) + " (driver too old?)";

@@ -43,6 +43,7 @@ class Driver {
 
 #define EXOGPU_CUDA_MEMBER(member, base, exported, ret, params) ret(*member) params = nullptr;
   EXOGPU_CUDA_SYMBOLS(EXOGPU_CUDA_MEMBER)
+  EXOGPU_CUDA_OPTIONAL_SYMBOLS(EXOGPU_CUDA_MEMBER)
 #undef EXOGPU_CUDA_MEMBER
 
  private:

@@ -116,6 +116,12 @@ BackendStatus VulkanBackend::open() {
         info.pci_bus_id = format_pci_bus_id(d.pci.pciDomain, d.pci.pciBus, d.pci.pciDevice,
                                             d.pci.pciFunction);
       }
+      // Drivers on Windows report the adapter's LUID, which D3D12 and CUDA share.
+      if (d.id.deviceLUIDValid == VK_TRUE) {
+        info.luid = format_luid(std::span<const std::uint8_t, VK_LUID_SIZE>(d.id.deviceLUID));
+      }
+      info.pci_vendor_id = d.properties.vendorID;
+      info.pci_device_id = d.properties.deviceID;
       info.emulated_on_host = d.properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
       info.unified_memory = d.properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ||
                             d.properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU;
