@@ -91,16 +91,23 @@ TEST(GroupPhysicalDevices, MergesByAdapterLuidUnlessTheVendorsDisagree) {
       with_luid(view("directml", 0, "", ""), "00000000-0000b81b", 0x1002),  // same AMD GPU
       with_luid(view("cuda", 0, "", ""), "00000000-0000c0de", 0),  // CUDA gives no vendor id
       with_luid(view("directml", 1, "", ""), "00000000-0000c0de", 0x10de),
-      // A LUID that matches but names another vendor's adapter stays apart.
-      with_luid(view("vulkan", 1, "", ""), "00000000-0000c0de", 0x8086),
       with_luid(view("directml", 2, "", ""), "", 0x8086),  // no LUID: alone
   };
-  const auto groups = group_physical_devices(devices);
-  ASSERT_EQ(groups.size(), 4u);
+  auto groups = group_physical_devices(devices);
+  ASSERT_EQ(groups.size(), 3u);
   EXPECT_EQ(groups[0], (std::vector<std::size_t>{1, 0}));  // directml:0 preferred over vulkan:0
   EXPECT_EQ(groups[1], (std::vector<std::size_t>{2, 3}));  // cuda:0 preferred over directml:1
   EXPECT_EQ(groups[2], (std::vector<std::size_t>{4}));
-  EXPECT_EQ(groups[3], (std::vector<std::size_t>{5}));
+
+  // A LUID that two views give to two vendors' adapters is not trusted: no
+  // view merges by it.
+  auto conflicting = devices;
+  conflicting.push_back(with_luid(view("vulkan", 1, "", ""), "00000000-0000c0de", 0x8086));
+  groups = group_physical_devices(conflicting);
+  ASSERT_EQ(groups.size(), 5u);
+  EXPECT_EQ(groups[0], (std::vector<std::size_t>{1, 0}));
+  EXPECT_EQ(groups[1], (std::vector<std::size_t>{2}));
+  EXPECT_EQ(groups[2], (std::vector<std::size_t>{3}));
 }
 
 TEST(DeviceIdentity, LuidIsHighPartThenLowPartFromTheDriversBytes) {

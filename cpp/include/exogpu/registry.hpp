@@ -46,8 +46,8 @@ struct BackendSelection {
 };
 
 // Groups views of the same physical device: the same UUID, the same PCI bus
-// id, or the same adapter LUID (when the vendor ids, where both are known,
-// agree), and a CPU implementation of a GPU API with the host CPU. Each group
+// id, or the same adapter LUID (unless views of that LUID name different
+// vendors), and a CPU implementation of a GPU API with the host CPU. Each group
 // lists indices into `devices`, the preferred id first (native APIs, then the
 // CPU, then Vulkan); groups come in order of their first device.
 [[nodiscard]] std::vector<std::vector<std::size_t>> group_physical_devices(

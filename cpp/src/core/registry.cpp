@@ -7,6 +7,7 @@
 #include <memory>
 #include <numeric>
 #include <optional>
+#include <set>
 
 #include "core/backends.hpp"
 #include "exogpu/error.hpp"
@@ -103,11 +104,6 @@ struct Groups {
   void join(std::size_t a, std::size_t b) { parent[find(a)] = find(b); }
 };
 
-// Two views agree on the vendor unless both know it and the ids differ.
-bool same_vendor(const DeviceInfo& a, const DeviceInfo& b) {
-  return a.pci_vendor_id == 0 || b.pci_vendor_id == 0 || a.pci_vendor_id == b.pci_vendor_id;
-}
-
 }  // namespace
 
 const std::vector<std::string>& Registry::known_backends() {
@@ -182,6 +178,12 @@ std::vector<std::vector<std::size_t>> group_physical_devices(
   std::map<std::string, std::size_t> by_uuid;
   std::map<std::string, std::size_t> by_pci;
   std::map<std::string, std::size_t> by_luid;
+  std::map<std::string, std::set<std::uint32_t>> luid_vendors;  // known vendor ids per LUID
+  for (const DeviceInfo& info : devices) {
+    if (!info.luid.empty() && info.pci_vendor_id != 0) {
+      luid_vendors[info.luid].insert(info.pci_vendor_id);
+    }
+  }
   std::optional<std::size_t> host_cpu;
   for (std::size_t i = 0; i < devices.size(); ++i) {
     if (devices[i].backend == "cpu" && !host_cpu) host_cpu = i;
@@ -197,10 +199,10 @@ std::vector<std::vector<std::size_t>> group_physical_devices(
       if (!fresh) groups.join(i, it->second);
     }
     // An adapter LUID names one adapter on this machine for this boot, unless
-    // two views disagree on whose silicon it is.
-    if (!info.luid.empty()) {
+    // views that know their vendor disagree on whose silicon it is.
+    if (!info.luid.empty() && luid_vendors[info.luid].size() <= 1) {
       auto [it, fresh] = by_luid.emplace(info.luid, i);
-      if (!fresh && same_vendor(info, devices[it->second])) groups.join(i, it->second);
+      if (!fresh) groups.join(i, it->second);
     }
     // A CPU implementation of a GPU API runs on the host CPU itself.
     if (info.emulated_on_host && host_cpu) groups.join(i, *host_cpu);

@@ -149,7 +149,7 @@ void DmlStream::do_fill(const AllocationPtr& dst, std::size_t offset, std::size_
 
 std::shared_ptr<Event> DmlStream::do_record() {
   auto lock = timeline_->lock();
-  Work work = timeline_->begin(lock, timeline_->timestamp_lane());
+  Work work = timeline_->begin(lock, timeline_->timestamp_lane(lock));
   auto stamp = std::make_shared<Stamp>();
   (void)timeline_->write_timestamp(lock, work, [stamp](std::uint64_t ticks) {
     stamp->ticks = ticks;

@@ -181,27 +181,40 @@ std::uint64_t Timeline::reserve_readback(Lock& lock, std::uint64_t n) {
 
 void Timeline::make_timestamps() {
   timestamps_tried_ = true;
-  UINT64 frequency = 0;
-  if (FAILED(queue(timestamp_lane_)->GetTimestampFrequency(&frequency)) || frequency == 0) return;
-  D3D12_QUERY_HEAP_DESC desc{};
-  desc.Type = timestamp_lane_ == Lane::copy ? api::kQueryHeapTypeCopyQueueTimestamp
-                                            : D3D12_QUERY_HEAP_TYPE_TIMESTAMP;
-  desc.Count = kTimestampSlots;
-  ComPtr<ID3D12QueryHeap> heap;
-  if (FAILED(context_->device()->CreateQueryHeap(&desc, IID_PPV_ARGS(&heap)))) return;
-  ComPtr<ID3D12Resource> buffer =
-      context_->create_buffer(kTimestampSlots * sizeof(std::uint64_t), HeapKind::readback);
-  void* mapped = nullptr;
-  context_->check(buffer->Map(0, nullptr, &mapped), "ID3D12Resource::Map (timestamps)");
-  query_heap_ = std::move(heap);
-  timestamp_buffer_ = std::move(buffer);
-  timestamp_ticks_ = static_cast<const std::uint64_t*>(mapped);
-  timestamp_frequency_ = static_cast<double>(frequency);
+  // Copy-queue timestamps where the adapter says it has them, else the
+  // compute queue's; a runtime that then refuses the copy-queue query heap
+  // (vkd3d 1.6 does not know its type) gets the compute queue's too.
+  for (const Lane lane : {timestamp_lane_, Lane::compute}) {
+    UINT64 frequency = 0;
+    if (FAILED(queue(lane)->GetTimestampFrequency(&frequency)) || frequency == 0) continue;
+    D3D12_QUERY_HEAP_DESC desc{};
+    desc.Type = lane == Lane::copy ? api::kQueryHeapTypeCopyQueueTimestamp
+                                   : D3D12_QUERY_HEAP_TYPE_TIMESTAMP;
+    desc.Count = kTimestampSlots;
+    ComPtr<ID3D12QueryHeap> heap;
+    if (FAILED(context_->device()->CreateQueryHeap(&desc, IID_PPV_ARGS(&heap)))) continue;
+    ComPtr<ID3D12Resource> buffer =
+        context_->create_buffer(kTimestampSlots * sizeof(std::uint64_t), HeapKind::readback);
+    void* mapped = nullptr;
+    context_->check(buffer->Map(0, nullptr, &mapped), "ID3D12Resource::Map (timestamps)");
+    timestamp_lane_ = lane;
+    query_heap_ = std::move(heap);
+    timestamp_buffer_ = std::move(buffer);
+    timestamp_ticks_ = static_cast<const std::uint64_t*>(mapped);
+    timestamp_frequency_ = static_cast<double>(frequency);
+    return;
+  }
+}
+
+Lane Timeline::timestamp_lane(Lock& lock) {
+  (void)lock;
+  if (!timestamps_tried_) make_timestamps();
+  return timestamp_lane_;
 }
 
 bool Timeline::write_timestamp(Lock& lock, Work& work, std::function<void(std::uint64_t)> read) {
   if (!timestamps_tried_) make_timestamps();
-  if (!query_heap_) return false;
+  if (!query_heap_ || work.commands.lane != timestamp_lane_) return false;
   const std::uint32_t slot = next_slot_;
   next_slot_ = (next_slot_ + 1) % kTimestampSlots;
   // The slot's last reader must have read it before it is written again.

@@ -87,12 +87,13 @@ class Timeline : public std::enable_shared_from_this<Timeline> {
   [[nodiscard]] StagingRing& readback_ring() { return *readback_; }
   [[nodiscard]] static constexpr std::uint64_t ring_capacity() { return kRingCapacity; }
 
+  // The queue whose timestamps events use (decided on first use).
+  [[nodiscard]] Lane timestamp_lane(Lock& lock);
   // Records a timestamp at the current end of the stream into the work's
   // list (which must be on timestamp_lane()); `read` receives the tick count
   // once the submission completes. False when this device has no usable
   // timestamps.
   bool write_timestamp(Lock& lock, Work& work, std::function<void(std::uint64_t)> read);
-  [[nodiscard]] Lane timestamp_lane() const noexcept { return timestamp_lane_; }
   [[nodiscard]] double timestamp_frequency() const noexcept { return timestamp_frequency_; }
 
  private:
