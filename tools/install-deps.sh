@@ -2,7 +2,8 @@
 # Installs what building and testing exogpu needs on a fresh Debian machine:
 # compilers and test libraries, the real Vulkan (lavapipe) and HIP runtimes
 # and rocm-smi library, the GNUstep toolchain the simulated Metal builds on,
-# network tools for the probe tests, and the Python build/test packages.
+# network tools for the probe tests, Wine and mingw-w64 for the DirectML
+# backend's Windows build, and the Python build/test packages.
 set -euo pipefail
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO="sudo"
@@ -14,6 +15,8 @@ APT_PACKAGES=(
   libamdhip64-dev librocm-smi64-1
   clang libgnustep-base-dev libobjc-12-dev libblocksruntime-dev
   iperf3 iproute2 curl openssl
+  # The DirectML backend's Windows build under Wine (tools/test-directml.sh).
+  wine wine64 xvfb xauth unzip g++-mingw-w64-x86-64
 )
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null

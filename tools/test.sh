@@ -17,6 +17,11 @@ export LSAN_OPTIONS="suppressions=$PWD/tests/cpp/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
 
+# The DirectML backend is Windows code: cross-compiled with mingw-w64 and run
+# under Wine on lavapipe (skipped, saying why, where Wine is missing).
+echo "== DirectML backend under Wine"
+bash tools/test-directml.sh
+
 # One wheel, checked, then installed: the package exactly as a user gets it.
 echo "== Wheel (manylinux, no vendor libraries linked)"
 bash tools/check-wheel.sh

@@ -226,6 +226,7 @@ JsonDict info_dict(const DeviceInfo& info) {
   d["memory_total"] = info.memory_total;
   d["uuid"] = info.uuid.empty() ? nb::none() : nb::cast(info.uuid);
   d["pci_bus_id"] = info.pci_bus_id.empty() ? nb::none() : nb::cast(info.pci_bus_id);
+  d["luid"] = info.luid.empty() ? nb::none() : nb::cast(info.luid);
   d["unified_memory"] = info.unified_memory;
   d["emulated_on_host"] = info.emulated_on_host;
   d["aliases"] = info.aliases;
@@ -280,6 +281,8 @@ void bind_devices(nb::module_& m) {
       .def_ro("memory_total", &DeviceInfo::memory_total)
       .def_prop_ro("uuid", [](const DeviceInfo& i) { return i.uuid.empty() ? std::nullopt : std::optional(i.uuid); })
       .def_prop_ro("pci_bus_id", [](const DeviceInfo& i) { return i.pci_bus_id.empty() ? std::nullopt : std::optional(i.pci_bus_id); })
+      .def_prop_ro("luid", [](const DeviceInfo& i) { return i.luid.empty() ? std::nullopt : std::optional(i.luid); },
+                   "The Windows adapter LUID (D3D12, CUDA and Vulkan report it there), else None.")
       .def_ro("unified_memory", &DeviceInfo::unified_memory)
       .def_ro("emulated_on_host", &DeviceInfo::emulated_on_host)
       .def_ro("aliases", &DeviceInfo::aliases)

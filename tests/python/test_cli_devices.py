@@ -8,6 +8,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 import exogpu
 
 
@@ -57,10 +59,21 @@ def test_devices_json_matches_the_api() -> None:
             "memory_source",
             "uuid",
             "pci_bus_id",
+            "luid",
             "aliases",
         }
         assert 0 < row["memory_free"] <= row["memory_total"]
         assert row["kind"] in {"cpu", "discrete", "integrated", "virtual"}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="DirectML is there on Windows")
+def test_backends_say_directml_is_a_windows_api_off_windows() -> None:
+    result = run_cli("backends", "--json")
+    assert result.returncode == 0, result.stderr
+    directml = next(r for r in json.loads(result.stdout) if r["name"] == "directml")
+    assert not directml["available"]
+    assert "DirectML is a Windows API" in directml["reason"]
+    assert "built" not in directml["reason"]
 
 
 def test_backend_selection_from_the_environment() -> None:

@@ -33,6 +33,7 @@ def devices_json() -> list[dict[str, Any]]:
                 "memory_source": memory.source,
                 "uuid": info.uuid,
                 "pci_bus_id": info.pci_bus_id,
+                "luid": info.luid,
                 "aliases": list(info.aliases),
             }
         )
