@@ -215,7 +215,9 @@ class Device : public std::enable_shared_from_this<Device> {
   // kernel of `iterations` rounds of fused multiply-adds over the float32
   // elements of `buffer` (results written back, so nothing is elided) and
   // returns the floating-point operations it will perform; 0 means this
-  // backend has no such kernel.
+  // backend has no such kernel. A backend may run its own throughput kernel
+  // over the buffer instead, counting its operations the same way: DirectML
+  // multiplies matrices held in it (a GEMM, what a model's layers run).
   [[nodiscard]] virtual double launch_fma(Stream& stream, const Buffer& buffer,
                                           std::uint32_t iterations);
 
