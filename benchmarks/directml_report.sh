@@ -12,7 +12,7 @@ source tools/directml-stack.sh
 dml_stack_prepare build/directml-stack || { echo "$DML_STACK_REASON" >&2; exit 1; }
 [[ $DML_STACK_OK == 1 ]] || { echo "cannot run: $DML_STACK_REASON" >&2; exit 1; }
 cmake -S . -B "$build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$PWD/tools/mingw-w64-toolchain.cmake" \
-  -DCMAKE_BUILD_TYPE=Release -DEXOGPU_BUILD_BENCHMARKS=ON -DEXOGPU_BUILD_PYTHON=OFF \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" -DEXOGPU_BUILD_BENCHMARKS=ON -DEXOGPU_BUILD_PYTHON=OFF \
   -DEXOGPU_WITH_VULKAN=OFF -DEXOGPU_METAL=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target exogpu-directml-report >/dev/null
 EXOGPU_DIRECTML_LIBRARY="Z:$(realpath "$DML_STACK_DIRECTML_DLL" | tr / '\\')"

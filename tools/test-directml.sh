@@ -30,7 +30,8 @@ fi
 echo "-- stack ready ($((SECONDS - start)) s)"
 
 cmake -S . -B "$build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$PWD/tools/mingw-w64-toolchain.cmake" \
-  -DCMAKE_BUILD_TYPE=Release -DEXOGPU_WERROR=ON -DEXOGPU_BUILD_TESTS=ON \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" \
+  -DEXOGPU_WERROR=ON -DEXOGPU_BUILD_TESTS=ON \
   -DEXOGPU_BUILD_PYTHON=OFF -DEXOGPU_WITH_VULKAN=OFF -DEXOGPU_METAL=OFF \
   -DEXOGPU_GTEST_SOURCE_DIR=/usr/src/googletest >/dev/null
 cmake --build "$build" -j "$(nproc)" --target exogpu_tests

@@ -199,7 +199,9 @@ TEST_P(DirectmlGemm, SmallIntegersGiveExactProducts) {
 TEST_P(DirectmlGemm, RandomValuesMatchTheReferenceWithinRounding) {
   auto device = directml_device();
   ASSERT_TRUE(device);
-  const Problem p = make_problem({64, 96, 48, GetParam()}, false, 2);
+  // The same odd shape as above: each shape is a shader compile, the slowest
+  // step under Wine.
+  const Problem p = make_problem({37, 29, 23, GetParam()}, false, 2);
   // float32 sums round at 2^-24 per term; a float16 output rounds once more
   // at 2^-11 of the result (bounded by the sum of magnitudes).
   expect_matches(p, run_gemm(*device, p), GetParam() == GemmType::float32 ? 1e-5 : 2e-3);
