@@ -230,6 +230,8 @@ JsonDict info_dict(const DeviceInfo& info) {
   d["unified_memory"] = info.unified_memory;
   d["emulated_on_host"] = info.emulated_on_host;
   d["aliases"] = info.aliases;
+  d["memory_pool"] = info.memory_pool.empty() ? nb::none() : nb::cast(info.memory_pool);
+  d["memory_pool_bytes"] = info.memory_pool_bytes;
   return d;
 }
 
@@ -286,6 +288,12 @@ void bind_devices(nb::module_& m) {
       .def_ro("unified_memory", &DeviceInfo::unified_memory)
       .def_ro("emulated_on_host", &DeviceInfo::emulated_on_host)
       .def_ro("aliases", &DeviceInfo::aliases)
+      .def_prop_ro(
+          "memory_pool",
+          [](const DeviceInfo& i) { return i.memory_pool.empty() ? std::nullopt : std::optional(i.memory_pool); },
+          "The physical memory this device shares with others ('host': the host's RAM); None when it "
+          "has its own.")
+      .def_ro("memory_pool_bytes", &DeviceInfo::memory_pool_bytes, "The pool's capacity in bytes (0: no pool).")
       .def("to_dict", &info_dict);
 
   nb::class_<MemoryInfo>(m, "MemoryInfo", "Device memory now, and where the free figure comes from.")

@@ -54,11 +54,24 @@ void bind_placement(nb::module_& m) {
       .def_rw("memory_bytes", &ep::Device::memory_bytes)
       .def_rw("free_memory_bytes", &ep::Device::free_memory_bytes)
       .def_rw("flops", &ep::Device::flops)
-      .def_rw("memory_bandwidth", &ep::Device::memory_bandwidth);
+      .def_rw("memory_bandwidth", &ep::Device::memory_bandwidth)
+      .def_rw("memory_pool", &ep::Device::memory_pool, "index into PlacementProblem.memory_pools, -1: none")
+      .def_rw("stage_overhead", &ep::Device::stage_overhead)
+      .def_rw("disk_read_bandwidth", &ep::Device::disk_read_bandwidth, "0: cannot offload to disk");
   nb::class_<ep::Link>(m, "PlacementLink")
       .def(nb::init<>())
       .def_rw("bandwidth", &ep::Link::bandwidth)
       .def_rw("latency", &ep::Link::latency);
+  nb::class_<ep::MemoryPool>(m, "PlacementMemoryPool")
+      .def(nb::init<>())
+      .def_rw("name", &ep::MemoryPool::name)
+      .def_rw("capacity_bytes", &ep::MemoryPool::capacity_bytes);
+  nb::class_<ep::Endpoints>(m, "PlacementEndpoints")
+      .def(nb::init<>())
+      .def_rw("node", &ep::Endpoints::node)
+      .def_rw("input_bytes", &ep::Endpoints::input_bytes)
+      .def_rw("output_bytes", &ep::Endpoints::output_bytes)
+      .def_rw("links", &ep::Endpoints::links, "one resolved link per device");
   nb::class_<ep::Problem>(m, "PlacementProblem")
       .def(nb::init<>())
       .def_rw("layers", &ep::Problem::layers)
@@ -69,6 +82,9 @@ void bind_placement(nb::module_& m) {
       .def_rw("memory_headroom", &ep::Problem::memory_headroom)
       .def_rw("fixed_order", &ep::Problem::fixed_order)
       .def_rw("ring", &ep::Problem::ring)
+      .def_rw("memory_pools", &ep::Problem::memory_pools)
+      .def_rw("endpoints", &ep::Problem::endpoints, "empty, or one PlacementEndpoints")
+      .def_rw("allow_disk_offload", &ep::Problem::allow_disk_offload)
       .def(
           "set_layers",
           [](ep::Problem& p, const std::vector<std::string>& names, const std::vector<std::uint64_t>& weight_bytes,
@@ -93,12 +109,25 @@ void bind_placement(nb::module_& m) {
       .def_ro("first_layer", &ep::Stage::first_layer)
       .def_ro("last_layer", &ep::Stage::last_layer)
       .def_ro("time", &ep::Stage::time)
-      .def_ro("memory_bytes", &ep::Stage::memory_bytes);
+      .def_ro("memory_bytes", &ep::Stage::memory_bytes)
+      .def_ro("offloaded_bytes", &ep::Stage::offloaded_bytes);
   nb::class_<ep::Hop>(m, "PlacementHop")
       .def_ro("source", &ep::Hop::from)
       .def_ro("target", &ep::Hop::to)
       .def_ro("after_layer", &ep::Hop::after_layer)
-      .def_ro("time", &ep::Hop::time);
+      .def_ro("time", &ep::Hop::time)
+      .def_prop_ro(
+          "kind",
+          [](const ep::Hop& h) -> std::string {
+            switch (h.kind) {
+              case ep::HopKind::stage: return "stage";
+              case ep::HopKind::ring: return "ring";
+              case ep::HopKind::entry: return "entry";
+              case ep::HopKind::exit: return "exit";
+            }
+            return "stage";
+          },
+          "stage, ring, entry or exit (source/target -1: the endpoints)");
   nb::class_<ep::Placement>(m, "PlacementResult")
       .def_ro("value", &ep::Placement::value)
       .def_ro("stages", &ep::Placement::stages)

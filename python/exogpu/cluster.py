@@ -1,10 +1,16 @@
 """A cluster for the placement search: devices, their speed, and the links.
 
 Read from a JSON or TOML file (the contract's ``devices``, ``links``,
-``default_link`` and ``intra_node_link``), or discovered here: memory from
-``Device.memory_info()`` now, speed from the table of known devices below
-(marked ``"speed_source": "table"``, or ``"estimate"`` for a CPU) until the
-probe measures it; ``Cluster.with_profile()`` is where measured figures go.
+``default_link``, ``intra_node_link`` and ``memory_pools``), or discovered
+here: memory from ``Device.memory_info()`` now, speed from the table of known
+devices below (marked ``"speed_source": "table"``, or ``"estimate"`` for a
+CPU) until the probe measures it; ``Cluster.with_profile()`` is where
+measured figures go (the node's disk read bandwidth among them).
+
+Devices whose memory is the host's (the CPU, integrated GPUs, a Mac's GPU, a
+CPU Vulkan driver) share the node's host memory pool, ``"<node>/host"``, of
+the host's physical memory, as the registry reports it: the placement counts
+that RAM once.
 
 A cluster file may also say how each node is reached, for the engines that
 connect nodes (exogpu.placement.emit): ``"nodes": {"pc": {"address":
@@ -34,6 +40,9 @@ class ClusterDevice:
     name: str = ""
     free_memory_bytes: int | None = None
     speed_source: str = "given"  # "given", "table", "estimate" or "measured"
+    memory_pool: str | None = None
+    stage_overhead: float = 0.0
+    disk_read_bandwidth: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class Cluster:
     default_link: dict[str, float]
     intra_node_link: dict[str, float] | None = None
     links: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    memory_pools: dict[str, int] = field(default_factory=dict)
     # node -> "HOST" or "HOST:PORT"; not part of the placement contract
     addresses: dict[str, str] = field(default_factory=dict)
 
@@ -64,10 +74,12 @@ class Cluster:
         if not isinstance(data, Mapping):
             raise InvalidArgument(f"{where} must be an object with devices and default_link")
         allowed = {
+            "version",
             "devices",
             "links",
             "default_link",
             "intra_node_link",
+            "memory_pools",
             "name",
             "description",
             "nodes",
@@ -81,7 +93,8 @@ class Cluster:
         contract = {k: v for k, v in data.items() if k not in ("name", "description", "nodes")}
         dummy = {"name": "probe", "weight_bytes": 0, "flops_per_token": 0.0}
         try:
-            Problem.from_json({"layers": [dummy], **contract})
+            # A cluster file speaks the contract's newest version unless it says.
+            Problem.from_json({"version": 2, "layers": [dummy], **contract})
         except InvalidArgument as e:
             raise InvalidArgument(f"{where}: {e}") from None
         devices = data["devices"]
@@ -97,6 +110,11 @@ class Cluster:
                     int(d["free_memory_bytes"]) if "free_memory_bytes" in d else None
                 ),
                 speed_source=str(d.get("speed_source", "given")),
+                memory_pool=str(d["memory_pool"]) if "memory_pool" in d else None,
+                stage_overhead=float(d.get("stage_overhead", 0.0)),
+                disk_read_bandwidth=(
+                    float(d["disk_read_bandwidth"]) if "disk_read_bandwidth" in d else None
+                ),
             )
             for d in devices
         ]
@@ -106,6 +124,7 @@ class Cluster:
             default_link=dict(data["default_link"]),
             intra_node_link=dict(data["intra_node_link"]) if "intra_node_link" in data else None,
             links=tuple(dict(x) for x in links),
+            memory_pools={str(k): int(v) for k, v in data.get("memory_pools", {}).items()},
             addresses=_node_addresses(data.get("nodes", {}), {d.node for d in parsed}, where),
         )
         cluster.check()
@@ -116,7 +135,7 @@ class Cluster:
         from exogpu.placement.problem import Problem
 
         dummy = {"name": "probe", "weight_bytes": 0, "flops_per_token": 0.0}
-        Problem.from_json({"layers": [dummy], **self.to_json()})
+        Problem.from_json({"version": 2, "layers": [dummy], **self.to_json()})
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -126,16 +145,19 @@ class Cluster:
         }
         if self.intra_node_link is not None:
             out["intra_node_link"] = dict(self.intra_node_link)
+        if self.memory_pools:
+            out["memory_pools"] = dict(self.memory_pools)
         return out
 
     def with_profile(self, profile: Mapping[str, Any]) -> Cluster:
         """Replaces table figures with measured ones.
 
         `profile` maps device ids to measured figures, as the probe reports
-        them: ``{"devices": {"cpu:0": {"flops": ..., "memory_bandwidth": ...}},
-        "links": [{"a": ..., "b": ..., "bandwidth": ..., "latency": ...}]}``.
-        Devices it names get ``speed_source "measured"``; links it gives
-        replace those of the same pair.
+        them: ``{"devices": {"cpu:0": {"flops": ..., "memory_bandwidth": ...,
+        "disk_read_bandwidth": ...}}, "links": [{"a": ..., "b": ..., "bandwidth":
+        ..., "latency": ...}]}``. Devices it names get ``speed_source
+        "measured"`` (and their node's disk read bandwidth when measured);
+        links it gives replace those of the same pair.
         """
         measured = profile.get("devices", {})
         if not isinstance(measured, Mapping):
@@ -146,12 +168,14 @@ class Cluster:
             if m is None:
                 devices.append(d)
                 continue
+            disk = m.get("disk_read_bandwidth", d.disk_read_bandwidth)
             devices.append(
                 replace(
                     d,
                     flops=float(m.get("flops", d.flops)),
                     memory_bandwidth=float(m.get("memory_bandwidth", d.memory_bandwidth)),
                     speed_source="measured",
+                    disk_read_bandwidth=None if disk is None else float(disk),
                 )
             )
         new_links = [dict(x) for x in profile.get("links", [])]
@@ -193,6 +217,12 @@ def _device_json(d: ClusterDevice) -> dict[str, Any]:
         out["name"] = d.name
     if d.free_memory_bytes is not None:
         out["free_memory_bytes"] = d.free_memory_bytes
+    if d.memory_pool is not None:
+        out["memory_pool"] = d.memory_pool
+    if d.stage_overhead:
+        out["stage_overhead"] = d.stage_overhead
+    if d.disk_read_bandwidth is not None:
+        out["disk_read_bandwidth"] = d.disk_read_bandwidth
     return out
 
 
@@ -254,11 +284,16 @@ def discover(node: str | None = None) -> Cluster:
 
     host = node or socket.gethostname() or "local"
     devices = []
+    pools: dict[str, int] = {}
     for dev in exogpu.devices():
         info = dev.info
         memory = dev.memory_info()
         kind = str(info.kind)
         flops, bandwidth, source = speed_from_table(info.name, kind)
+        pool = None
+        if info.memory_pool is not None and info.memory_pool_bytes > 0:
+            pool = pool_name(host, info.memory_pool)
+            pools[pool] = max(pools.get(pool, 0), int(info.memory_pool_bytes))
         devices.append(
             ClusterDevice(
                 id=info.id,
@@ -269,6 +304,7 @@ def discover(node: str | None = None) -> Cluster:
                 memory_bandwidth=bandwidth,
                 name=info.name,
                 speed_source=source,
+                memory_pool=pool,
             )
         )
     if not devices:
@@ -277,7 +313,21 @@ def discover(node: str | None = None) -> Cluster:
         devices=tuple(devices),
         default_link=dict(DEFAULT_LINK),
         intra_node_link=dict(INTRA_NODE_LINK),
+        memory_pools=pools,
     )
 
 
-__all__ = ["KNOWN_DEVICES", "Cluster", "ClusterDevice", "discover", "speed_from_table"]
+def pool_name(node: str, pool: str) -> str:
+    """A node's memory pool in a cluster: "<node>/<pool>" (pools of two nodes
+    are two memories)."""
+    return f"{node}/{pool}"
+
+
+__all__ = [
+    "KNOWN_DEVICES",
+    "Cluster",
+    "ClusterDevice",
+    "discover",
+    "pool_name",
+    "speed_from_table",
+]

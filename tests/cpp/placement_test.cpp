@@ -37,12 +37,25 @@ Priced price(const ep::Problem& p, const std::vector<int>& devices, const std::v
   out.stages = static_cast<int>(devices.size());
   const double B = static_cast<double>(p.batch);
   const auto D = p.devices.size();
+  const auto usable = [&](std::uint64_t bytes) {
+    return std::floor((1.0 - p.memory_headroom) * static_cast<double>(bytes));
+  };
+  // Endpoints: an entry hop into the first stage, an exit hop out of the last.
+  const auto endpoint_hop = [&](int device, std::uint64_t bytes) {
+    const ep::Link& link = p.endpoints.front().links[static_cast<std::size_t>(device)];
+    const double hop = link.latency + B * static_cast<double>(bytes) / link.bandwidth;
+    out.latency += hop;
+    out.bottleneck = std::max(out.bottleneck, hop);
+  };
+  if (!p.endpoints.empty()) endpoint_hop(devices.front(), p.endpoints.front().input_bytes);
+  std::vector<double> pool_held(p.memory_pools.size(), 0.0);
   int begin = 0;
   for (std::size_t s = 0; s < devices.size(); ++s) {
     const int end = s + 1 < devices.size() ? cuts[s] : static_cast<int>(p.layers.size());
     const ep::Device& dev = p.devices[static_cast<std::size_t>(devices[s])];
-    double time = 0;
+    double time = dev.stage_overhead;
     std::uint64_t mem = 0;
+    std::uint64_t kv_total = 0;
     for (int l = begin; l < end; ++l) {
       const ep::Layer& layer = p.layers[static_cast<std::size_t>(l)];
       const std::uint64_t kv = p.batch * p.context_tokens * layer.kv_bytes_per_token;
@@ -52,11 +65,21 @@ Priced price(const ep::Problem& p, const std::vector<int>& devices, const std::v
       const auto read = static_cast<double>(streamed + kv);  // per decode step
       time += std::max(B * layer.flops_per_token / dev.flops, read / dev.memory_bandwidth);
       mem += m;
+      kv_total += kv;
       if (!previous.empty() && previous[static_cast<std::size_t>(l)] != devices[s]) ++out.moved;
     }
-    if (static_cast<double>(mem) > (1.0 - p.memory_headroom) * static_cast<double>(dev.memory_bytes)) {
-      out.feasible = false;
+    const double room = usable(dev.memory_bytes);
+    double held = static_cast<double>(mem);
+    if (static_cast<double>(mem) > room) {
+      // Disk offload: the excess is read from disk each step; the KV cache stays.
+      if (p.allow_disk_offload && dev.disk_read_bandwidth > 0 && static_cast<double>(kv_total) <= room) {
+        time += (static_cast<double>(mem) - room) / dev.disk_read_bandwidth;
+        held = room;
+      } else {
+        out.feasible = false;
+      }
     }
+    if (dev.memory_pool >= 0) pool_held[static_cast<std::size_t>(dev.memory_pool)] += held;
     out.memory_fraction = std::max(out.memory_fraction, static_cast<double>(mem) / static_cast<double>(dev.memory_bytes));
     out.latency += time;
     out.bottleneck = std::max(out.bottleneck, time);
@@ -72,6 +95,10 @@ Priced price(const ep::Problem& p, const std::vector<int>& devices, const std::v
     const double hop = p.links[static_cast<std::size_t>(devices.back()) * D + static_cast<std::size_t>(devices.front())].latency;
     out.latency += hop;
     out.bottleneck = std::max(out.bottleneck, hop);
+  }
+  if (!p.endpoints.empty()) endpoint_hop(devices.back(), p.endpoints.front().output_bytes);
+  for (std::size_t i = 0; i < pool_held.size(); ++i) {
+    if (pool_held[i] > usable(p.memory_pools[i].capacity_bytes)) out.feasible = false;
   }
   return out;
 }
@@ -162,6 +189,42 @@ ep::Problem random_problem(std::mt19937& rng, int D, int L) {
   return p;
 }
 
+// Contract version 2 on top of a random problem: memory pools (often shared
+// by two or more devices), stage overheads, disk offload and endpoints.
+// A twin keeps its original's terms now and then, so that collapsing runs.
+void add_v2_terms(std::mt19937& rng, ep::Problem& p) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const std::size_t D = p.devices.size();
+  const int pools = static_cast<int>(rng() % 3);
+  for (int i = 0; i < pools; ++i) {
+    p.memory_pools.push_back(ep::MemoryPool{"pool" + std::to_string(i), 800 + rng() % 5000});
+  }
+  p.allow_disk_offload = rng() % 2 == 0;
+  for (std::size_t d = 0; d < D; ++d) {
+    ep::Device& dev = p.devices[d];
+    if (d > 0 && rng() % 4 == 0) {
+      const ep::Device& before = p.devices[d - 1];
+      dev.memory_pool = before.memory_pool;
+      dev.stage_overhead = before.stage_overhead;
+      dev.disk_read_bandwidth = before.disk_read_bandwidth;
+      continue;
+    }
+    dev.memory_pool = pools > 0 && rng() % 3 != 0 ? static_cast<int>(rng() % static_cast<unsigned>(pools)) : -1;
+    dev.stage_overhead = rng() % 2 == 0 ? std::floor(u(rng) * 20.0) / 10.0 : 0.0;
+    dev.disk_read_bandwidth = rng() % 2 == 0 ? 50.0 + std::floor(u(rng) * 950.0) : 0.0;
+  }
+  if (!p.ring && rng() % 2 == 0) {
+    ep::Endpoints e;
+    e.node = "client";
+    e.input_bytes = rng() % 200;
+    e.output_bytes = rng() % 400;
+    for (std::size_t d = 0; d < D; ++d) {
+      e.links.push_back(ep::Link{20.0 + std::floor(u(rng) * 500.0), std::floor(u(rng) * 30.0) / 100.0});
+    }
+    p.endpoints.push_back(e);
+  }
+}
+
 bool close(double a, double b) { return std::abs(a - b) <= 1e-9 * std::max({1.0, std::abs(a), std::abs(b)}); }
 
 }  // namespace
@@ -205,6 +268,173 @@ TEST(PlacementSearch, MatchesBruteForceOnRandomInstances) {
     }
   }
   EXPECT_GT(checked, 500);
+}
+
+// Version 2 terms: the solver's optimum equals the brute force's, with the
+// contract's tie-breaks, and evaluate() prices every placement as the brute
+// force does.
+TEST(PlacementSearch, MatchesBruteForceWithPoolsOffloadOverheadsAndEndpoints) {
+  std::mt19937 rng(23);
+  int checked = 0;
+  int pooled = 0;
+  int offloaded = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const int D = 1 + static_cast<int>(rng() % 4);
+    const int L = 1 + static_cast<int>(rng() % 7);
+    ep::Problem p = random_problem(rng, D, L);
+    add_v2_terms(rng, p);
+    const auto all = enumerate(p, {});
+    for (auto objective : {ep::Objective::latency, ep::Objective::throughput, ep::Objective::memory}) {
+      ep::Options options;
+      options.objective = objective;
+      if (all.empty()) {
+        EXPECT_THROW((void)ep::solve(p, options), ep::Infeasible) << "trial " << trial;
+        continue;
+      }
+      const ep::Placement got = ep::solve(p, options);
+      ASSERT_TRUE(got.optimal);
+      ASSERT_TRUE(got.feasible) << got.infeasible_reason;
+      double best = kInf;
+      for (const auto& x : all) best = std::min(best, value_of(x, objective));
+      ASSERT_TRUE(close(got.value, best)) << "trial " << trial << " objective " << static_cast<int>(objective)
+                                          << " got " << got.value << " want " << best;
+      // The reported figures are the brute force's for the same stages.
+      std::vector<int> devices;
+      std::vector<int> cuts;
+      for (const auto& s : got.stages) {
+        devices.push_back(s.device);
+        if (s.first_layer > 0) cuts.push_back(s.first_layer);
+        if (s.offloaded_bytes > 0) ++offloaded;
+      }
+      const Priced mine = price(p, devices, cuts, {});
+      ASSERT_TRUE(mine.feasible) << "trial " << trial;
+      EXPECT_TRUE(close(got.latency, mine.latency)) << "trial " << trial;
+      EXPECT_TRUE(close(got.bottleneck, mine.bottleneck)) << "trial " << trial;
+      const int stages = static_cast<int>(got.stages.size());
+      for (const auto& x : all) {
+        if (!close(value_of(x, objective), best)) continue;
+        if (objective == ep::Objective::memory) {
+          EXPECT_LE(got.latency, x.latency * (1 + 1e-9) + 1e-12) << "trial " << trial;
+        } else {
+          EXPECT_LE(stages, x.stages) << "trial " << trial;
+          if (x.stages == stages) {
+            EXPECT_LE(got.latency, x.latency * (1 + 1e-9) + 1e-12) << "trial " << trial;
+          }
+        }
+      }
+      if (!p.memory_pools.empty()) ++pooled;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 600);
+  EXPECT_GT(pooled, 200);
+  EXPECT_GT(offloaded, 20);
+}
+
+// Two devices that share one memory (a Mac's CPU and GPU) beside a slow
+// remote one: apart they would hold the whole model, sharing 300 bytes they
+// cannot, and the search must not count that memory twice.
+TEST(PlacementSearch, SharedPoolIsCountedOnce) {
+  ep::Problem p;
+  for (int l = 0; l < 4; ++l) p.layers.push_back(ep::Layer{"l", 100, 0, 1.0, 8});
+  p.devices = {ep::Device{"cpu", "mac", 400, 0, 1e3, 1e3}, ep::Device{"gpu", "mac", 300, 0, 1e4, 1e4},
+               ep::Device{"remote", "pc", 200, 0, 1e2, 1e2}};
+  p.links.assign(9, ep::Link{1e9, 1e-6});
+  ep::Options options;
+  options.objective = ep::Objective::throughput;
+  const auto apart = ep::solve(p, options);
+  ASSERT_EQ(apart.stages.size(), 2u);  // 1 layer on the CPU, 3 on the GPU: 0.1 s
+  EXPECT_DOUBLE_EQ(apart.value, 0.1);
+  p.memory_pools = {ep::MemoryPool{"ram", 300}};
+  p.devices[0].memory_pool = 0;
+  p.devices[1].memory_pool = 0;
+  const auto shared = ep::solve(p, options);
+  EXPECT_TRUE(shared.optimal);
+  std::uint64_t pooled = 0;
+  for (const auto& s : shared.stages) {
+    if (s.device != 2) pooled += s.memory_bytes;
+  }
+  EXPECT_LE(pooled, 300u);
+  EXPECT_DOUBLE_EQ(shared.value, 1.0);  // one layer must go to the slow remote
+  p.devices[2].memory_bytes = 50;
+  try {
+    (void)ep::solve(p, options);
+    FAIL() << "expected Infeasible";
+  } catch (const ep::Infeasible& e) {
+    EXPECT_DOUBLE_EQ(e.capacity_bytes(), 350.0);  // not 750: the pool counts once
+    EXPECT_NE(std::string(e.what()).find("counted once"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PlacementSearch, EndpointsAndOverheadAreReported) {
+  ep::Problem p;
+  for (int l = 0; l < 3; ++l) p.layers.push_back(ep::Layer{"l", 100, 0, 0.0, 8});
+  p.devices = {ep::Device{"a", "n", 1000, 0, 1e3, 1e3}};
+  p.devices[0].stage_overhead = 0.5;
+  p.links.assign(1, ep::Link{1e9, 0.0});
+  p.endpoints.push_back(ep::Endpoints{"client", 10, 20, {ep::Link{10.0, 0.25}}});
+  ep::Options options;
+  options.objective = ep::Objective::latency;
+  const auto got = ep::solve(p, options);
+  ASSERT_EQ(got.hops.size(), 2u);
+  EXPECT_EQ(got.hops[0].kind, ep::HopKind::entry);
+  EXPECT_EQ(got.hops[0].from, -1);
+  EXPECT_EQ(got.hops[0].after_layer, -1);
+  EXPECT_DOUBLE_EQ(got.hops[0].time, 0.25 + 10.0 / 10.0);
+  EXPECT_EQ(got.hops[1].kind, ep::HopKind::exit);
+  EXPECT_EQ(got.hops[1].to, -1);
+  EXPECT_EQ(got.hops[1].after_layer, 2);
+  EXPECT_DOUBLE_EQ(got.hops[1].time, 0.25 + 20.0 / 10.0);
+  EXPECT_DOUBLE_EQ(got.stages[0].time, 0.3 + 0.5);
+  EXPECT_DOUBLE_EQ(got.latency, 0.8 + 1.25 + 2.25);
+  p.ring = true;
+  EXPECT_THROW((void)ep::solve(p, options), exogpu::InvalidArgument);
+}
+
+TEST(PlacementSearch, OffloadReadsTheExcessFromDiskAndKeepsTheKvCache) {
+  ep::Problem p;
+  for (int l = 0; l < 4; ++l) p.layers.push_back(ep::Layer{"l", 100, 1, 0.0, 8});
+  p.devices = {ep::Device{"a", "n", 300, 0, 1e3, 1e3}};
+  p.links.assign(1, ep::Link{1e9, 0.0});
+  p.context_tokens = 10;  // 10 KV bytes a layer: 440 bytes, 40 of them KV
+  ep::Options options;
+  EXPECT_THROW((void)ep::solve(p, options), ep::Infeasible);
+  p.allow_disk_offload = true;
+  EXPECT_THROW((void)ep::solve(p, options), ep::Infeasible);  // no disk bandwidth
+  p.devices[0].disk_read_bandwidth = 70.0;
+  const auto got = ep::solve(p, options);
+  ASSERT_EQ(got.stages.size(), 1u);
+  EXPECT_EQ(got.stages[0].offloaded_bytes, 140u);
+  EXPECT_DOUBLE_EQ(got.stages[0].time, 440.0 / 1e3 + 140.0 / 70.0);  // 10 KV bytes read a layer
+  p.context_tokens = 100;  // 400 KV bytes: more than the device holds
+  EXPECT_THROW((void)ep::solve(p, options), ep::Infeasible);
+}
+
+TEST(PlacementSearch, RejectsMalformedVersionTwoTerms) {
+  ep::Problem p;
+  p.layers = {ep::Layer{"a", 1, 0, 1.0, 8}};
+  p.devices = {ep::Device{"x", "n", 1000, 0, 1e9, 1e9}};
+  p.links = {ep::Link{1e9, 0.0}};
+  p.devices[0].memory_pool = 0;  // no such pool
+  EXPECT_THROW((void)ep::solve(p, ep::Options{}), exogpu::InvalidArgument);
+  p.memory_pools = {ep::MemoryPool{"ram", 0}};
+  EXPECT_THROW((void)ep::solve(p, ep::Options{}), exogpu::InvalidArgument);
+  p.memory_pools[0].capacity_bytes = 100;
+  EXPECT_NO_THROW((void)ep::solve(p, ep::Options{}));
+  p.devices[0].stage_overhead = -1.0;
+  EXPECT_THROW((void)ep::solve(p, ep::Options{}), exogpu::InvalidArgument);
+  p.devices[0].stage_overhead = std::nan("");
+  EXPECT_THROW((void)ep::solve(p, ep::Options{}), exogpu::InvalidArgument);
+  p.devices[0].stage_overhead = 0.0;
+  p.devices[0].disk_read_bandwidth = kInf;
+  EXPECT_THROW((void)ep::solve(p, ep::Options{}), exogpu::InvalidArgument);
+  p.devices[0].disk_read_bandwidth = 0.0;
+  p.endpoints.push_back(ep::Endpoints{"c", 1, 1, {}});  // no link per device
+  EXPECT_THROW((void)ep::solve(p, ep::Options{}), exogpu::InvalidArgument);
+  p.endpoints[0].links = {ep::Link{0.0, 0.0}};
+  EXPECT_THROW((void)ep::solve(p, ep::Options{}), exogpu::InvalidArgument);
+  p.endpoints[0].links = {ep::Link{1.0, 0.0}};
+  EXPECT_NO_THROW((void)ep::solve(p, ep::Options{}));
 }
 
 TEST(PlacementSearch, PreviousPlacementMovesFewestLayers) {

@@ -178,3 +178,51 @@ TEST(Registry, AliasesAreSymmetric) {
 
 }  // namespace
 }  // namespace exogpu::test
+
+// The host's RAM is one pool: the CPU, a CPU driver of a GPU API, integrated
+// and unified-memory GPUs draw from it; a discrete GPU has memory of its own.
+TEST(MemoryPools, DevicesOnHostMemoryShareTheHostPool) {
+  const auto info = [](std::string id, std::string backend, exogpu::DeviceKind kind, bool unified,
+                       bool emulated) {
+    exogpu::DeviceInfo i;
+    i.id = std::move(id);
+    i.backend = std::move(backend);
+    i.kind = kind;
+    i.unified_memory = unified;
+    i.emulated_on_host = emulated;
+    return i;
+  };
+  using K = exogpu::DeviceKind;
+  std::vector<exogpu::DeviceInfo> devices = {
+      info("cpu:0", "cpu", K::cpu, true, false),          info("vulkan:0", "vulkan", K::cpu, true, true),
+      info("vulkan:1", "vulkan", K::integrated, true, false), info("metal:0", "metal", K::integrated, true, false),
+      info("cuda:0", "cuda", K::discrete, false, false),   info("cuda:1", "cuda", K::integrated, true, false),
+      info("metal:1", "metal", K::discrete, false, false)};
+  exogpu::assign_memory_pools(devices, 68719476736ull);
+  for (const auto& d : devices) {
+    const bool host = d.unified_memory;
+    EXPECT_EQ(d.memory_pool, host ? std::string("host") : std::string()) << d.id;
+    EXPECT_EQ(d.memory_pool_bytes, host ? 68719476736ull : 0ull) << d.id;
+  }
+}
+
+TEST(MemoryPools, TheRegistryPutsTheCpuInTheHostPoolOfPhysicalMemory) {
+  const auto& registry = exogpu::Registry::instance();
+  const std::uint64_t host = exogpu::host_physical_memory();
+  ASSERT_GT(host, 0u);
+  bool cpu = false;
+  for (const auto& device : registry.all_devices()) {
+    const auto& i = device->info();
+    if (i.unified_memory) {
+      EXPECT_EQ(i.memory_pool, "host") << i.id;
+      EXPECT_EQ(i.memory_pool_bytes, host) << i.id;
+    } else {
+      EXPECT_TRUE(i.memory_pool.empty()) << i.id;
+    }
+    if (i.backend == "cpu") {
+      cpu = true;
+      EXPECT_EQ(i.memory_total, host);  // the same RAM, one figure
+    }
+  }
+  EXPECT_TRUE(cpu);
+}

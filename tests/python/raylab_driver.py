@@ -44,7 +44,8 @@ def activation_heavy_problem(cluster: Cluster) -> Problem:
         for i in range(6)
     ]
     return Problem.from_json(
-        {"layers": layers, **cluster.to_json(), "constraints": {"memory_headroom": 0.1}}
+        {"version": 2, "layers": layers, **cluster.to_json(),
+         "constraints": {"memory_headroom": 0.1}}  # fmt: skip
     )
 
 

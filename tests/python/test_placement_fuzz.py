@@ -14,6 +14,7 @@ import exogpu
 from exogpu.placement import solve
 
 VALID: dict[str, Any] = {
+    "version": 2,
     "layers": [
         {
             "name": "embed",
@@ -38,14 +39,43 @@ VALID: dict[str, Any] = {
         },
     ],
     "devices": [
-        {"id": "a", "node": "n1", "memory_bytes": 6000, "flops": 1e6, "memory_bandwidth": 1e6},
+        {
+            "id": "a",
+            "node": "n1",
+            "memory_bytes": 6000,
+            "flops": 1e6,
+            "memory_bandwidth": 1e6,
+            "memory_pool": "n1:ram",
+            "stage_overhead": 1e-4,
+            "disk_read_bandwidth": 1e5,
+        },
         {"id": "b", "node": "n2", "memory_bytes": 9000, "flops": 2e6, "memory_bandwidth": 5e5},
+        {
+            "id": "c",
+            "node": "n1",
+            "memory_bytes": 3000,
+            "flops": 3e6,
+            "memory_bandwidth": 2e6,
+            "memory_pool": "n1:ram",
+        },
     ],
+    "memory_pools": {"n1:ram": 8000},
     "links": [{"a": "a", "b": "b", "bandwidth": 1e5, "latency": 1e-4}],
     "default_link": {"bandwidth": 1e5, "latency": 5e-4},
     "intra_node_link": {"bandwidth": 1e7, "latency": 1e-5},
+    "endpoints": {
+        "node": "client",
+        "input_bytes": 64,
+        "output_bytes": 128,
+        "links": [{"device": "b", "bandwidth": 1e6, "latency": 1e-4}],
+    },
     "workload": {"batch": 1, "context_tokens": 16},
-    "constraints": {"memory_headroom": 0.1, "fixed_order": False, "ring": False},
+    "constraints": {
+        "memory_headroom": 0.1,
+        "fixed_order": False,
+        "ring": False,
+        "allow_disk_offload": True,
+    },
 }
 
 junk = st.one_of(

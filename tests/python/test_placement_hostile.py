@@ -117,7 +117,7 @@ def test_toml_problem_and_cluster_files_are_bounded(tmp_path: Path) -> None:
 
 def test_a_problem_in_toml_solves_like_its_json(tmp_path: Path) -> None:
     toml = tmp_path / "p.toml"
-    lines = []
+    lines = [f"version = {VALID['version']}"]
     for x in VALID["layers"]:
         lines.append("[[layers]]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in x.items()]
@@ -127,9 +127,14 @@ def test_a_problem_in_toml_solves_like_its_json(tmp_path: Path) -> None:
     for x in VALID["links"]:
         lines.append("[[links]]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in x.items()]
-    for table in ("default_link", "intra_node_link", "workload", "constraints"):
+    for table in ("default_link", "intra_node_link", "workload", "constraints", "memory_pools"):
         lines.append(f"[{table}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in VALID[table].items()]
+        lines += [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in VALID[table].items()]
+    lines.append("[endpoints]")
+    lines += [f"{k} = {json.dumps(v)}" for k, v in VALID["endpoints"].items() if k != "links"]
+    for x in VALID["endpoints"]["links"]:
+        lines.append("[[endpoints.links]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in x.items()]
     toml.write_text("\n".join(lines).replace("false", "false") + "\n")
     assert Problem.from_json(toml) == Problem.from_json(VALID)
 

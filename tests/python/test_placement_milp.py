@@ -30,3 +30,22 @@ def test_milp_agrees(objective: str) -> None:
             continue
         assert math.isclose(got, reference, rel_tol=1e-6, abs_tol=1e-9)
         compared += 1
+
+
+@pytest.mark.parametrize("objective", ["throughput", "latency"])
+def test_milp_agrees_with_pools_offload_overheads_and_endpoints(objective: str) -> None:
+    from test_placement_v2_terms import pooled_problem
+
+    rng = random.Random(41)
+    compared = 0
+    while compared < 12:
+        data = pooled_problem(rng)
+        problem = Problem.from_json(data)
+        reference = milp.solve_milp(problem, objective)
+        try:
+            got = solve(problem, objective).value
+        except PlacementInfeasible:
+            assert reference == math.inf
+            continue
+        assert math.isclose(got, reference, rel_tol=1e-6, abs_tol=1e-9), (data, got, reference)
+        compared += 1

@@ -90,7 +90,7 @@ def check_reported_figures(problem: dict[str, Any], out: dict[str, Any], objecti
     for a, b in zip(out["stages"], out["stages"][1:], strict=False):
         assert b["first_layer"] == a["last_layer"] + 1
     assert len(set(devices)) == len(devices)
-    if problem["constraints"]["fixed_order"]:
+    if problem.get("constraints", {}).get("fixed_order", False):
         order = [d["id"] for d in problem["devices"]]
         assert [order.index(d) for d in devices] == sorted(order.index(d) for d in devices)
     c = price(problem, devices, cuts)

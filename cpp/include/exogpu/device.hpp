@@ -41,6 +41,12 @@ struct DeviceInfo {
   bool unified_memory = false;  // device memory is host memory
   bool emulated_on_host = false;  // a CPU implementation of a GPU API (lavapipe)
   std::vector<std::string> aliases;  // other ids of the same physical device
+  // The physical memory this device draws from together with others: "host"
+  // for the CPU and every device whose memory is the host's (integrated GPUs,
+  // unified-memory Metal devices, CPU drivers of GPU APIs); empty for a
+  // device with memory of its own. The registry fills it in.
+  std::string memory_pool;
+  std::uint64_t memory_pool_bytes = 0;  // the pool's capacity: the host's physical memory
 };
 
 struct MemoryInfo {

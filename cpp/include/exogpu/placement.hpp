@@ -44,11 +44,35 @@ struct Device {
   std::uint64_t free_memory_bytes = 0;
   double flops = 0.0;
   double memory_bandwidth = 0.0;
+  // Contract version 2. Index into Problem::memory_pools of the physical
+  // memory this device shares with others; -1: its own memory alone.
+  int memory_pool = -1;
+  // Seconds every stage on this device adds per decode step.
+  double stage_overhead = 0.0;
+  // Bytes per second this device's node reads from disk; 0: no offload.
+  double disk_read_bandwidth = 0.0;
 };
 
 struct Link {
   double bandwidth = 0.0;  // bytes per second
   double latency = 0.0;    // seconds
+};
+
+// One physical memory that several devices draw from.
+struct MemoryPool {
+  std::string name;
+  std::uint64_t capacity_bytes = 0;
+};
+
+// A host outside the placed stages that gives each token's input and takes
+// its output: the first stage pays an entry hop, the last an exit hop.
+struct Endpoints {
+  std::string node;
+  std::uint64_t input_bytes = 0;
+  std::uint64_t output_bytes = 0;
+  // One entry per device, already resolved (listed link, intra-node or
+  // default), as Problem::links.
+  std::vector<Link> links;
 };
 
 struct Problem {
@@ -63,6 +87,12 @@ struct Problem {
   double memory_headroom = 0.0;
   bool fixed_order = false;
   bool ring = false;
+  std::vector<MemoryPool> memory_pools;
+  // Empty, or exactly one entry: the endpoints (refused together with ring).
+  std::vector<Endpoints> endpoints;
+  // Stages may exceed their device's memory when it has disk_read_bandwidth;
+  // the excess is read from disk every decode step (docs/placement.md).
+  bool allow_disk_offload = false;
 };
 
 enum class Objective { latency, throughput, memory };
@@ -99,13 +129,17 @@ struct Stage {
   int last_layer = 0;  // inclusive
   double time = 0.0;
   std::uint64_t memory_bytes = 0;
+  std::uint64_t offloaded_bytes = 0;  // read from disk every decode step
 };
 
+enum class HopKind { stage, ring, entry, exit };
+
 struct Hop {
-  int from = 0;
-  int to = 0;
-  int after_layer = 0;  // the ring hop back has after_layer = L - 1
+  int from = 0;  // -1: the endpoints (entry hop)
+  int to = 0;    // -1: the endpoints (exit hop)
+  int after_layer = 0;  // the ring and exit hops have L - 1, the entry hop -1
   double time = 0.0;
+  HopKind kind = HopKind::stage;
 };
 
 struct Placement {

@@ -2,6 +2,7 @@
 // physical device seen through several backends into one entry with aliases.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -52,6 +53,16 @@ struct BackendSelection {
 // CPU, then Vulkan); groups come in order of their first device.
 [[nodiscard]] std::vector<std::vector<std::size_t>> group_physical_devices(
     const std::vector<DeviceInfo>& devices);
+
+// The name of the memory pool of the host's RAM (DeviceInfo::memory_pool).
+inline constexpr const char* kHostMemoryPool = "host";
+
+// Puts every device whose memory is the host's (unified_memory) in the host
+// pool, of `host_bytes` capacity, so that a placement counts that RAM once.
+void assign_memory_pools(std::vector<DeviceInfo>& devices, std::uint64_t host_bytes);
+
+// The host's physical memory in bytes (0 when the OS does not say).
+[[nodiscard]] std::uint64_t host_physical_memory();
 
 class Registry {
  public:

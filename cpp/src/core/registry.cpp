@@ -223,9 +223,26 @@ std::vector<std::vector<std::size_t>> group_physical_devices(
   return out;
 }
 
+void assign_memory_pools(std::vector<DeviceInfo>& devices, std::uint64_t host_bytes) {
+  for (DeviceInfo& info : devices) {
+    if (info.unified_memory || info.emulated_on_host || info.backend == "cpu") {
+      info.memory_pool = kHostMemoryPool;
+      info.memory_pool_bytes = host_bytes;
+    } else {
+      info.memory_pool.clear();
+      info.memory_pool_bytes = 0;
+    }
+  }
+}
+
 void Registry::merge_aliases() {
   std::vector<DeviceInfo> infos;
   for (const auto& device : all_) infos.push_back(device->info());
+  assign_memory_pools(infos, host_physical_memory());
+  for (std::size_t i = 0; i < all_.size(); ++i) {
+    all_[i]->info_.memory_pool = infos[i].memory_pool;
+    all_[i]->info_.memory_pool_bytes = infos[i].memory_pool_bytes;
+  }
   for (const auto& group : group_physical_devices(infos)) {
     for (std::size_t i : group) {
       std::vector<std::string>& aliases = all_[i]->info_.aliases;

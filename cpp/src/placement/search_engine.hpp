@@ -14,13 +14,18 @@
 //    (the optimum of min_max), the best by a lexicographic additive key
 //    (moved layers, stages, latency in the order the objective asks). The
 //    window of feasible starts slides monotonically, so a monotone deque
-//    gives each state in O(1).
+//    gives each state in O(1). With disk offload the window splits in two
+//    at the first start that fits: starts before it pay disk time linear in
+//    their stage's bytes, so each part is still a sliding window minimum.
+// Endpoints add an entry hop where a path starts and an exit hop where it
+// ends (CostTables::entry_hop / exit_hop).
 // Placements are rebuilt by re-running the same arithmetic backwards, so
 // equality tests on doubles are exact.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -172,7 +177,7 @@ class Search {
       deadline_.check();
       topo_.for_each_last(n, [&](int e) {
         std::fill(g.begin(), g.end(), kInf);
-        if (topo_.start_allowed(n, e)) g[0] = 0.0;
+        if (topo_.start_allowed(n, e)) g[0] = memory_mode ? 0.0 : t_.entry_hop(e);
         topo_.for_each_pred(n, e, [&](std::uint64_t p, int d) {
           deadline_.check(static_cast<std::uint64_t>(L_));
           const double* fp = &f_[at(p, d, 0)];
@@ -188,7 +193,7 @@ class Search {
           double b = kInf;
           const int lo = t_.lowest_fitting_start(e, k);
           deadline_.check(static_cast<std::uint64_t>(k - lo) + 1);  // the scan's length, at most
-          for (int j = k - 1; j >= lo; --j) {
+          for (int j = t_.highest_start(e, k); j >= lo; --j) {
             const double s = memory_mode ? t_.memory_ratio(e, j, k) : t_.stage_time(e, j, k);
             if (s >= b) break;  // starts further left only cost more
             if (g[j] == kInf) continue;
@@ -199,6 +204,7 @@ class Search {
         }
         explored_ += static_cast<std::uint64_t>(L_);
         double v = fe[L_];
+        if (!memory_mode && v < kInf && t_.exit_hop(e) > v) v = t_.exit_hop(e);
         if (ring && v < kInf) {
           const double r = t_.ring_latency(e, topo_.first());
           v = v > r ? v : r;
@@ -217,6 +223,7 @@ class Search {
     keys_.assign(cells(), SumKey{});
     std::vector<SumKey> g(static_cast<std::size_t>(L_) + 1);
     std::deque<int> window;
+    std::deque<int> offload_window;
     SumKey best;
     std::uint64_t best_n = 0;
     int best_e = -1;
@@ -227,23 +234,48 @@ class Search {
         arrivals(n, e, g);
         SumKey* fe = &keys_[at(n, e, 0)];
         window.clear();
+        offload_window.clear();
+        const bool offloads = t_.offloads(e);
+        int next_fit = 0;
+        int next_offload = 0;
         for (int k = 1; k <= L_; ++k) {
           deadline_.check();  // O(1) amortised per k
-          const int j = k - 1;
-          if (g[j].reachable()) {
-            const SumKey a = start_key(e, j, g[j]);
+          // Starts up to highest_start (k - 1 without a floor) join in order.
+          const int hi = t_.highest_start(e, k);
+          for (; next_fit <= hi; ++next_fit) {
+            if (!g[next_fit].reachable()) continue;
+            const SumKey a = start_key(e, next_fit, g[next_fit]);
             while (!window.empty() && !key_less(start_key(e, window.back(), g[window.back()]), a, order_)) {
               window.pop_back();
             }
-            window.push_back(j);
+            window.push_back(next_fit);
           }
           const int lo = lo_[static_cast<std::size_t>(e) * (L_ + 1) + k];
-          while (!window.empty() && window.front() < lo) window.pop_front();
+          const int fits = fit_from(e, k);
+          while (!window.empty() && window.front() < fits) window.pop_front();
           fe[k] = window.empty() ? SumKey{} : end_key(e, k, start_key(e, window.front(), g[window.front()]));
+          if (!offloads) continue;
+          // Starts in [lo, fits) offload; they join in order as `fits` moves.
+          for (; next_offload < fits && next_offload <= hi; ++next_offload) {
+            if (!g[next_offload].reachable()) continue;
+            const SumKey a = offload_start_key(e, next_offload, g[next_offload]);
+            while (!offload_window.empty() &&
+                   !key_less(offload_start_key(e, offload_window.back(), g[offload_window.back()]), a, order_)) {
+              offload_window.pop_back();
+            }
+            offload_window.push_back(next_offload);
+          }
+          while (!offload_window.empty() && offload_window.front() < lo) offload_window.pop_front();
+          if (offload_window.empty()) continue;
+          const int c = offload_window.front();
+          const SumKey o = offload_end_key(e, k, offload_start_key(e, c, g[c]));
+          if (key_less(o, fe[k], order_)) fe[k] = o;
         }
         explored_ += static_cast<std::uint64_t>(L_);
         SumKey v = fe[L_];
         if (!v.reachable()) return;
+        if (t_.exit_hop(e) > caps_.cost) return;
+        v.latency += t_.exit_hop(e);
         if (ring && v.stages >= 2) {
           const double r = t_.ring_latency(e, topo_.first());
           if (r > caps_.cost) return;
@@ -268,14 +300,20 @@ class Search {
 
   // Starts j allowed for a stage on e ending at k: j >= lo_[e][k], a bound
   // that only grows with k (memory, stage-time and memory-ratio caps).
+  // A stage's time is a difference of prefix sums, which rounds: two stages
+  // equally slow in truth can differ in their last bits, and the optimum's
+  // bottleneck is one of them. The time cap admits a few ulps of the prefix
+  // sums more, so that ties are seen as ties (the contract's tie-breaks).
   void build_windows() {
     lo_.assign(static_cast<std::size_t>(U_) * (L_ + 1), 0);
     for (int e = 0; e < U_; ++e) {
       int j = 0;
       deadline_.check(2 * static_cast<std::uint64_t>(L_));
+      const double cap = caps_.cost + 8.0 * std::numeric_limits<double>::epsilon() *
+                                          (t_.prefix_time(e, L_) + t_.overhead(e) + caps_.cost);
       for (int k = 1; k <= L_; ++k) {
         j = j > t_.lowest_fitting_start(e, k) ? j : t_.lowest_fitting_start(e, k);
-        while (j < k && (t_.stage_time(e, j, k) > caps_.cost ||
+        while (j < k && (t_.stage_time(e, j, k) > cap ||
                          t_.memory_ratio(e, j, k) > caps_.memory_ratio)) {
           ++j;
         }
@@ -284,10 +322,19 @@ class Search {
     }
   }
 
+  // The first start whose stage on e ending at k fits without offload (and
+  // is within the caps): starts before it, down to lo_, offload.
+  [[nodiscard]] int fit_from(int e, int k) const noexcept {
+    const int lo = lo_[static_cast<std::size_t>(e) * (L_ + 1) + k];
+    if (!t_.offloads(e)) return lo;
+    const int fit = t_.fit_start(e, k);
+    return fit > lo ? fit : lo;
+  }
+
   // g[j]: best key arriving on unit e to start at layer j.
   void arrivals(std::uint64_t n, int e, std::vector<SumKey>& g) const {
     std::fill(g.begin(), g.end(), SumKey{});
-    if (topo_.start_allowed(n, e)) g[0] = SumKey{0.0, 0, 0};
+    if (topo_.start_allowed(n, e) && t_.entry_hop(e) <= caps_.cost) g[0] = SumKey{t_.entry_hop(e), 0, 0};
     topo_.for_each_pred(n, e, [&](std::uint64_t p, int d) {
       deadline_.check(static_cast<std::uint64_t>(L_));
       const SumKey* fp = &keys_[at(p, d, 0)];
@@ -307,7 +354,26 @@ class Search {
     return SumKey{g.latency - t_.prefix_time(e, j), g.moved - t_.prefix_not_previous(e, j), g.stages + 1};
   }
   [[nodiscard]] SumKey end_key(int e, int k, const SumKey& a) const noexcept {
-    return SumKey{a.latency + t_.prefix_time(e, k), a.moved + t_.prefix_not_previous(e, k), a.stages};
+    return SumKey{a.latency + t_.prefix_time(e, k) + t_.overhead(e), a.moved + t_.prefix_not_previous(e, k),
+                  a.stages};
+  }
+  // The same for a stage that offloads: its disk time
+  // (S(k) - S(j) - cap) * seconds per byte splits as -S(j) at the start and
+  // S(k) - cap at the end.
+  [[nodiscard]] SumKey offload_start_key(int e, int j, const SumKey& g) const noexcept {
+    SumKey a = start_key(e, j, g);
+    a.latency -= static_cast<double>(t_.prefix_memory(j)) * t_.disk_seconds_per_byte(e);
+    return a;
+  }
+  [[nodiscard]] SumKey offload_end_key(int e, int k, const SumKey& a) const noexcept {
+    SumKey out = end_key(e, k, a);
+    out.latency += (static_cast<double>(t_.prefix_memory(k)) - static_cast<double>(t_.cap(e))) *
+                   t_.disk_seconds_per_byte(e);
+    return out;
+  }
+  [[nodiscard]] SumKey stage_key(int e, int j, int k, const SumKey& g) const noexcept {
+    return j >= fit_from(e, k) ? end_key(e, k, start_key(e, j, g))
+                               : offload_end_key(e, k, offload_start_key(e, j, g));
   }
 
   [[nodiscard]] std::vector<UnitStage> rebuild(std::uint64_t n, int e) const {
@@ -320,8 +386,8 @@ class Search {
       arrivals(n, e, g);
       const int lo = lo_[static_cast<std::size_t>(e) * (L_ + 1) + k];
       int j = -1;
-      for (int c = k - 1; c >= lo; --c) {
-        if (g[c].reachable() && end_key(e, k, start_key(e, c, g[c])) == target) {
+      for (int c = t_.highest_start(e, k); c >= lo; --c) {
+        if (g[c].reachable() && stage_key(e, c, k, g[c]) == target) {
           j = c;
           break;
         }

@@ -12,6 +12,7 @@
 #include "placement/format.hpp"
 #include "placement/greedy.hpp"
 #include "placement/lower_bound.hpp"
+#include "placement/pool_search.hpp"
 #include "placement/search_engine.hpp"
 #include "placement/deadline.hpp"
 
@@ -94,6 +95,41 @@ std::optional<Outcome> solve_family(const CostTables& t, const Problem& p, Objec
   return out;
 }
 
+bool outcome_less(const Outcome& a, const Outcome& b, Objective objective) {
+  if (a.primary != b.primary) return a.primary < b.primary;
+  return key_less(a.best.key, b.best.key, tie_order(objective));
+}
+
+// solve_family, exact under shared memory pools too (pool_search.hpp):
+// on_fit sees every plan found that fits the pools, better than the last.
+// The pool search caps units of `t` while it runs and gives them back.
+template <class Make, class OnFit>
+std::optional<Outcome> solve_exact(CostTables& t, const Problem& p, Objective objective,
+                                   const Deadline& deadline, Make&& make, OnFit&& on_fit) {
+  if (t.shared_pools().empty()) {
+    auto out = solve_family(t, p, objective, deadline, make);
+    if (out) on_fit(*out);
+    return out;
+  }
+  std::uint64_t explored = 0;
+  auto out = branch_on_pools<Outcome>(
+      t, deadline,
+      [&](const CostTables& caps) {
+        auto o = solve_family(caps, p, objective, deadline, make);
+        if (o) explored += o->explored;
+        return o;
+      },
+      [&](const Outcome& a, const Outcome& b) { return outcome_less(a, b, objective); },
+      [](const Outcome& o) {
+        std::vector<UnitSpan> spans;
+        for (const UnitStage& s : o.best.stages) spans.push_back(UnitSpan{s.unit, s.begin, s.end});
+        return spans;
+      },
+      on_fit);
+  if (out) out->explored = explored;
+  return out;
+}
+
 std::vector<StageSpec> to_devices(const CostTables& t, const std::vector<UnitStage>& stages) {
   std::vector<int> next(static_cast<std::size_t>(t.units()), 0);
   std::vector<StageSpec> out;
@@ -112,12 +148,21 @@ std::vector<StageSpec> to_devices(const CostTables& t, const std::vector<UnitSta
     needed += m;
     largest_layer = std::max(largest_layer, m);
   }
+  // Shared memory counts once: a pool's members hold at most the pool.
   double capacity = 0.0;
   double largest_device = 0.0;
+  std::vector<double> pooled(p.memory_pools.size(), 0.0);
   for (const Device& d : p.devices) {
-    const double c = (1.0 - p.memory_headroom) * static_cast<double>(d.memory_bytes);
-    capacity += c;
+    const auto c = static_cast<double>(usable_bytes(p, d.memory_bytes));
+    if (d.memory_pool >= 0) {
+      pooled[static_cast<std::size_t>(d.memory_pool)] += c;
+    } else {
+      capacity += c;
+    }
     largest_device = std::max(largest_device, c);
+  }
+  for (std::size_t i = 0; i < pooled.size(); ++i) {
+    capacity += std::min(pooled[i], static_cast<double>(usable_bytes(p, p.memory_pools[i].capacity_bytes)));
   }
   std::string message = proven ? "no placement fits: " : "no feasible placement found within the time budget: ";
   message += "the model needs " + format_bytes(needed) + " (batch " + std::to_string(p.batch) + ", context " +
@@ -126,6 +171,8 @@ std::vector<StageSpec> to_devices(const CostTables& t, const std::vector<UnitSta
              " in all after " + std::to_string(static_cast<int>(p.memory_headroom * 100.0 + 0.5)) +
              "% headroom (largest device " + format_bytes(largest_device) + ")";
   if (p.fixed_order) message += ", with the devices in the given order";
+  if (!p.memory_pools.empty()) message += ", devices that share a memory pool counted once";
+  if (p.allow_disk_offload) message += "; disk offload keeps every KV cache in memory";
   throw Infeasible(message, needed, capacity);
 }
 
@@ -160,7 +207,7 @@ class Incumbent {
 // exactly as a fixed-order problem; orders are improved by moving one device
 // at a time until the deadline. Every improvement is offered as soon as it is
 // found, so a deadline (TimeUp, which this lets through) loses nothing found.
-void search_orders(const CostTables& t, const Problem& p, Objective objective, const Deadline& deadline,
+void search_orders(CostTables& t, const Problem& p, Objective objective, const Deadline& deadline,
                    Incumbent& incumbent) {
   const int U = t.units();
   std::vector<std::vector<int>> seeds;
@@ -179,11 +226,14 @@ void search_orders(const CostTables& t, const Problem& p, Objective objective, c
   std::vector<int> best_order;
   // Value first (cheap for the bottleneck objectives), the placement only
   // when it improves.
+  const bool pools = !t.shared_pools().empty();
   auto try_order = [&](const std::vector<int>& order) {
     auto make = [&](int f) { return FixedOrder(order, f); };
-    auto o = solve_family(t, p, objective, deadline, make, true);
+    // With pools the value alone is a relaxation's: solve in full.
+    auto o = pools ? solve_exact(t, p, objective, deadline, make, [](const Outcome&) {})
+                   : solve_family(t, p, objective, deadline, make, true);
     if (!o || !(o->primary < best)) return false;
-    if (objective != Objective::latency) o = solve_family(t, p, objective, deadline, make, false);
+    if (objective != Objective::latency && !pools) o = solve_family(t, p, objective, deadline, make, false);
     if (!o) return false;
     best = o->primary;
     best_order = order;
@@ -299,7 +349,7 @@ Placement solve(const Problem& problem, const Options& options) {
   const auto budget = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(std::min(options.time_budget_seconds, 1.0e6)));
   const Deadline deadline(started + budget, &options.interrupt);
-  const CostTables singles(problem, device_groups(problem, false), options.previous);
+  CostTables singles(problem, device_groups(problem, false), options.previous);
 
   Placement result;
   if (options.strategy != Strategy::optimal) {
@@ -332,8 +382,9 @@ Placement solve(const Problem& problem, const Options& options) {
     std::uint64_t explored = 0;
     if (problem.fixed_order) {
       try {
-        exact = solve_family(singles, problem, options.objective, deadline.sooner(fraction_of(started, budget, 0.85)),
-                             [&](int f) { return FixedOrder(given, f); });
+        exact = solve_exact(singles, problem, options.objective, deadline.sooner(fraction_of(started, budget, 0.85)),
+                            [&](int f) { return FixedOrder(given, f); },
+                            [&](const Outcome& o) { incumbent.offer(to_devices(singles, o.best.stages)); });
         proven = true;
         if (exact) {
           incumbent.reset();  // the exact answer, with the contract's tie-breaks
@@ -352,10 +403,11 @@ Placement solve(const Problem& problem, const Options& options) {
       const std::uint64_t cells = nodes * groups.size() * (problem.layers.size() + 1);
       if (nodes < (std::uint64_t{1} << 40) && cells <= kMaxExactCells) {
         try {
-          const CostTables grouped(problem, std::move(groups), options.previous);
-          exact = solve_family(grouped, problem, options.objective,
-                               deadline.sooner(fraction_of(started, budget, 0.85)),
-                               [&](int f) { return FreeOrder(grouped, f); });
+          CostTables grouped(problem, std::move(groups), options.previous);
+          exact = solve_exact(grouped, problem, options.objective,
+                              deadline.sooner(fraction_of(started, budget, 0.85)),
+                              [&](int f) { return FreeOrder(grouped, f); },
+                              [&](const Outcome& o) { incumbent.offer(to_devices(grouped, o.best.stages)); });
           proven = true;
           if (exact) {
             // The exact answer, ties broken as the contract says: it replaces

@@ -64,6 +64,12 @@ def register(subparsers: Any) -> None:
     plan.add_argument("--context", type=int, default=0, metavar="TOKENS")
     plan.add_argument("--batch", type=int, default=1)
     plan.add_argument("--headroom", type=float, default=0.1, help="memory fraction kept free")
+    plan.add_argument(
+        "--allow-disk-offload",
+        action="store_true",
+        help="let a device hold more layers than fit its memory, the excess read from disk "
+        "every token at its node's measured disk read bandwidth (exogpu profile)",
+    )
     plan.add_argument("--time-budget", type=float, default=1.0, metavar="SECONDS")
     plan.add_argument("--json", action="store_true")
     plan.add_argument(
@@ -247,6 +253,13 @@ def run_plan(args: argparse.Namespace) -> int:
     try:
         model = models.get(args.model)
         cluster = clusters.Cluster.from_file(args.cluster) if args.cluster else _local_cluster(args)
+        if args.allow_disk_offload and not any(
+            d.disk_read_bandwidth is not None for d in cluster.devices
+        ):
+            raise InvalidArgument(
+                "--allow-disk-offload needs the disk read bandwidth of a node: run `exogpu "
+                "profile` there (or give devices[].disk_read_bandwidth in the cluster file)"
+            )
         problem = Problem.from_model(
             model,
             cluster,
@@ -254,6 +267,7 @@ def run_plan(args: argparse.Namespace) -> int:
             context_tokens=args.context,
             dtype=args.dtype,
             memory_headroom=args.headroom,
+            allow_disk_offload=args.allow_disk_offload,
         )
         if args.thermal:
             problem, thermal = _thermal_weights(problem)
@@ -270,6 +284,7 @@ def run_plan(args: argparse.Namespace) -> int:
             "objective": args.objective,
             "streams_tokens_per_second": _with_streams(best, args.streams),
             "dtype": args.dtype,
+            "allow_disk_offload": args.allow_disk_offload,
             "cluster": cluster.to_json(),
             "placement": best.to_json(),
             "baselines": {k: v.to_json() for k, v in baselines.items()},
@@ -289,10 +304,16 @@ def run_plan(args: argparse.Namespace) -> int:
         f"{len(cluster.devices)} device(s)",
         highlight=False,
     )
+    pools = problem.pool_capacities()
     for d in cluster.devices:
+        shared = ""
+        if d.memory_pool is not None:
+            shared = f", shares {escape(d.memory_pool)} ({pools[d.memory_pool] / 2**30:.1f} GiB)"
+        if args.allow_disk_offload and d.disk_read_bandwidth is not None:
+            shared += f", disk {d.disk_read_bandwidth / 1e9:.2f} GB/s"
         console.print(
             f"  {escape(d.id)} {escape(d.name or '')} on {escape(d.node)}: "
-            f"{d.memory_bytes / 2**30:.1f} GiB, "
+            f"{d.memory_bytes / 2**30:.1f} GiB{shared}, "
             f"{d.flops / 1e12:.2f} TFLOP/s, {d.memory_bandwidth / 1e9:.0f} GB/s "
             f"(speed: {escape(d.speed_source)})",
             highlight=False,
@@ -359,18 +380,33 @@ def _rate(x: float | None) -> str:
 
 def _print_placement(console: Console, problem: Problem, r: Placement, title: str) -> None:
     table = Table(title=escape(title))
-    for col in ("device", "layers", "time (ms)", "memory (GiB)", "names"):
+    offloads = any(s.offloaded_bytes for s in r.stages)
+    columns = ["device", "layers", "time (ms)", "memory (GiB)"]
+    columns += ["from disk (GiB)"] if offloads else []
+    for col in (*columns, "names"):
         table.add_column(col)
     for s in r.stages:
         names = f"{problem.layers[s.first_layer].name} .. {problem.layers[s.last_layer].name}"
+        disk = [f"{s.offloaded_bytes / 2**30:.2f}"] if offloads else []
         table.add_row(
             escape(s.device),
             f"{s.first_layer}-{s.last_layer} ({s.layer_count})",
             f"{s.time * 1e3:.3f}",
             f"{s.memory_bytes / 2**30:.2f}",
+            *disk,
             escape(names),
         )
     console.print(table)
+    ends = [h for h in r.hops if h.kind in ("entry", "exit")]
+    if ends:
+        console.print(
+            "endpoint hops: "
+            + "; ".join(
+                f"{h.kind} {escape(h.source)} -> {escape(h.target)} {h.time * 1e3:.3f} ms"
+                for h in ends
+            ),
+            highlight=False,
+        )
     status = "proven optimal" if r.optimal else f"best found, gap {r.gap:.2%}"
     if not r.feasible:
         status = f"does not fit: {r.infeasible_reason}"

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from exogpu import InvalidArgument, _core
-from exogpu.placement.problem import DeviceSpec, Layer, Link, LinkSpec, Problem
+from exogpu.placement.problem import (
+    DeviceSpec,
+    EndpointLink,
+    Endpoints,
+    Layer,
+    Link,
+    LinkSpec,
+    Problem,
+)
 from exogpu.placement.result import Hop, Placement, Stage
 
 OBJECTIVES = ("throughput", "latency", "memory")
@@ -134,6 +142,11 @@ def _previous_indices(p: Problem, previous: PreviousLike, departed: Iterable[str
 
 def _from_native(p: Problem, r: Any, objective: str, strategy: str, replanned: bool) -> Placement:
     ids = [d.id for d in p.devices]
+    endpoint = p.endpoints.node if p.endpoints is not None else "endpoints"
+
+    def name(index: int) -> str:
+        return endpoint if index < 0 else ids[index]
+
     bottleneck = float(r.bottleneck)
     latency = float(r.latency)
     return Placement(
@@ -141,10 +154,19 @@ def _from_native(p: Problem, r: Any, objective: str, strategy: str, replanned: b
         strategy=strategy,
         value=float(r.value),
         stages=tuple(
-            Stage(ids[s.device], s.first_layer, s.last_layer, s.time, s.memory_bytes)
+            Stage(
+                ids[s.device],
+                s.first_layer,
+                s.last_layer,
+                s.time,
+                s.memory_bytes,
+                s.offloaded_bytes,
+            )
             for s in r.stages
         ),
-        hops=tuple(Hop(ids[h.source], ids[h.target], h.after_layer, h.time) for h in r.hops),
+        hops=tuple(
+            Hop(name(h.source), name(h.target), h.after_layer, h.time, h.kind) for h in r.hops
+        ),
         latency=latency,
         bottleneck=bottleneck,
         tokens_per_second=p.batch / bottleneck if bottleneck > 0 else None,
@@ -165,6 +187,8 @@ __all__ = [
     "OBJECTIVES",
     "STRATEGIES",
     "DeviceSpec",
+    "EndpointLink",
+    "Endpoints",
     "Hop",
     "Layer",
     "Link",

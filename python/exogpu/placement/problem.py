@@ -54,6 +54,12 @@ class DeviceSpec:
     # Only the free-memory-proportional baseline reads it (llama.cpp's rule);
     # when absent that baseline splits by memory_bytes.
     free_memory_bytes: int | None = None
+    # Version 2: the physical memory this device shares with others (None:
+    # its own), a fixed time every stage on it adds per decode step, and the
+    # rate its node reads from disk (None: it cannot offload to disk).
+    memory_pool: str | None = None
+    stage_overhead: float = 0.0
+    disk_read_bandwidth: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,26 @@ class LinkSpec:
 
 
 @dataclass(frozen=True)
+class EndpointLink:
+    device: str
+    bandwidth: float
+    latency: float
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """A host outside the placed stages that gives every token's input and
+    takes its output (llama.cpp's RPC client keeps the embedding and receives
+    the logits): the first stage pays an entry hop from it, the last an exit
+    hop back to it."""
+
+    node: str
+    input_bytes: int = 0
+    output_bytes: int = 0
+    links: tuple[EndpointLink, ...] = ()
+
+
+@dataclass(frozen=True)
 class Problem:
     layers: tuple[Layer, ...]
     devices: tuple[DeviceSpec, ...]
@@ -82,12 +108,18 @@ class Problem:
     memory_headroom: float = 0.0
     fixed_order: bool = False
     ring: bool = False
+    # Version 2: pool capacities (bytes) by name; pools that devices name and
+    # this leaves out have their largest member's memory_bytes.
+    memory_pools: Mapping[str, int] = field(default_factory=dict, hash=False)
+    endpoints: Endpoints | None = None
+    allow_disk_offload: bool = False
     _pairs: dict[frozenset[str], Link] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_problem(self)
         pairs = {frozenset((x.a, x.b)): Link(x.bandwidth, x.latency) for x in self.links}
         object.__setattr__(self, "_pairs", pairs)
+        object.__setattr__(self, "memory_pools", dict(self.memory_pools))
 
     # -- links ---------------------------------------------------------------
     def link(self, a: str, b: str) -> Link:
@@ -99,6 +131,32 @@ class Problem:
         if node[a] == node[b]:
             return self.intra_node_link or self.default_link
         return self.default_link
+
+    def endpoint_link(self, device_id: str) -> Link:
+        """The link between the endpoints and a device, resolved as the contract says."""
+        if self.endpoints is None:
+            raise InvalidArgument("the problem has no endpoints")
+        for x in self.endpoints.links:
+            if x.device == device_id:
+                return Link(x.bandwidth, x.latency)
+        node = {d.id: d.node for d in self.devices}[device_id]
+        if node == self.endpoints.node:
+            return self.intra_node_link or self.default_link
+        return self.default_link
+
+    def pool_capacities(self) -> dict[str, int]:
+        """Every pool the devices name, with its capacity in bytes."""
+        out: dict[str, int] = {}
+        for d in self.devices:
+            if d.memory_pool is not None:
+                out[d.memory_pool] = max(out.get(d.memory_pool, 0), d.memory_bytes)
+        for name in out:
+            out[name] = self.memory_pools.get(name, out[name])
+        return out
+
+    def usable_bytes(self, total: int) -> int:
+        """Whole bytes of `total` left after the headroom (docs/placement.md)."""
+        return math.floor((1.0 - self.memory_headroom) * total)
 
     def device_index(self, device_id: str) -> int:
         for i, d in enumerate(self.devices):
@@ -135,6 +193,7 @@ class Problem:
         memory_headroom: float = 0.0,
         fixed_order: bool = False,
         ring: bool = False,
+        allow_disk_offload: bool = False,
     ) -> Problem:
         """The problem of placing `model` (exogpu.models) on `cluster` (exogpu.cluster)."""
         return _parse(
@@ -150,6 +209,7 @@ class Problem:
                     "memory_headroom": memory_headroom,
                     "fixed_order": fixed_order,
                     "ring": ring,
+                    "allow_disk_offload": allow_disk_offload,
                 },
             }
         )
@@ -173,11 +233,25 @@ class Problem:
         }
         if self.intra_node_link is not None:
             out["intra_node_link"] = _link_dict(self.intra_node_link)
+        if self.memory_pools:
+            out["memory_pools"] = dict(self.memory_pools)
+        if self.endpoints is not None:
+            out["endpoints"] = _endpoints_dict(self.endpoints)
+        if self.allow_disk_offload:
+            out["constraints"]["allow_disk_offload"] = True
         return out
 
     def to_native(self) -> Any:
         """The `_core.PlacementProblem` the native search takes."""
         native = _core.PlacementProblem()
+        capacities = self.pool_capacities()
+        pool_index = {name: i for i, name in enumerate(capacities)}
+        pools = []
+        for name, capacity in capacities.items():
+            pool = _core.PlacementMemoryPool()
+            pool.name = name
+            pool.capacity_bytes = capacity
+            pools.append(pool)
         devices = []
         for d in self.devices:
             nd = _core.PlacementDevice()
@@ -187,6 +261,9 @@ class Problem:
             nd.free_memory_bytes = d.free_memory_bytes or 0
             nd.flops = d.flops
             nd.memory_bandwidth = d.memory_bandwidth
+            nd.memory_pool = -1 if d.memory_pool is None else pool_index[d.memory_pool]
+            nd.stage_overhead = d.stage_overhead
+            nd.disk_read_bandwidth = d.disk_read_bandwidth or 0.0
             devices.append(nd)
         links = []
         for a in self.devices:
@@ -215,6 +292,22 @@ class Problem:
         native.memory_headroom = self.memory_headroom
         native.fixed_order = self.fixed_order
         native.ring = self.ring
+        native.memory_pools = pools
+        native.allow_disk_offload = self.allow_disk_offload
+        if self.endpoints is not None:
+            ends = _core.PlacementEndpoints()
+            ends.node = self.endpoints.node
+            ends.input_bytes = self.endpoints.input_bytes
+            ends.output_bytes = self.endpoints.output_bytes
+            resolved = []
+            for d in self.devices:
+                link = self.endpoint_link(d.id)
+                nk = _core.PlacementLink()
+                nk.bandwidth = link.bandwidth
+                nk.latency = link.latency
+                resolved.append(nk)
+            ends.links = resolved
+            native.endpoints = [ends]
         return native
 
 
@@ -230,6 +323,7 @@ _TOP_KEYS = {
     "workload",
     "constraints",
 }
+_TOP_KEYS_V2 = _TOP_KEYS | {"memory_pools", "endpoints"}
 _LAYER_KEYS = {"name", "weight_bytes", "kv_bytes_per_token", "flops_per_token", "activation_bytes"}
 _LAYER_KEYS_V2 = _LAYER_KEYS | {"read_bytes_per_token"}
 _DEVICE_KEYS = {
@@ -244,7 +338,10 @@ _DEVICE_KEYS = {
     "speed_source",
     "memory_source",
 }
+_DEVICE_KEYS_V2 = _DEVICE_KEYS | {"memory_pool", "stage_overhead", "disk_read_bandwidth"}
 _LINK_KEYS = {"a", "b", "bandwidth", "latency"}
+_CONSTRAINT_KEYS = {"memory_headroom", "fixed_order", "ring"}
+_CONSTRAINT_KEYS_V2 = _CONSTRAINT_KEYS | {"allow_disk_offload"}
 
 
 def _load(source: Mapping[str, Any] | str | Path) -> Any:
@@ -367,12 +464,15 @@ def _parse_link(value: Any, where: str) -> Link:
 
 
 def _parse(data: Any) -> Problem:
-    top = _object(data, "problem", _TOP_KEYS)
-    version = top.get("version", 1)
+    if not isinstance(data, Mapping):
+        raise InvalidArgument(f"problem must be an object, got {_show(data)}")
+    version = data.get("version", 1)
     if isinstance(version, bool) or version not in VERSIONS:
         raise InvalidArgument(
             f"version must be one of {', '.join(map(str, VERSIONS))}, got {_show(version)}"
         )
+    v2 = version >= 2
+    top = _object(data, "problem", _TOP_KEYS_V2 if v2 else _TOP_KEYS)
     layers = []
     for i, raw in enumerate(_list(top, "layers", required=True)):
         where = f"layers[{i}]"
@@ -394,7 +494,7 @@ def _parse(data: Any) -> Problem:
     devices = []
     for i, raw in enumerate(_list(top, "devices", required=True)):
         where = f"devices[{i}]"
-        m = _object(raw, where, _DEVICE_KEYS)
+        m = _object(raw, where, _DEVICE_KEYS_V2 if v2 else _DEVICE_KEYS)
         device_id = _string(m, "id", where)
         free = (
             _integer(m, "free_memory_bytes", where, minimum=1) if "free_memory_bytes" in m else None
@@ -407,6 +507,13 @@ def _parse(data: Any) -> Problem:
                 flops=_number(m, "flops", where, positive=True),
                 memory_bandwidth=_number(m, "memory_bandwidth", where, positive=True),
                 free_memory_bytes=free,
+                memory_pool=_string(m, "memory_pool", where) if "memory_pool" in m else None,
+                stage_overhead=_number(m, "stage_overhead", where, positive=False, default=0.0),
+                disk_read_bandwidth=(
+                    _number(m, "disk_read_bandwidth", where, positive=True)
+                    if "disk_read_bandwidth" in m
+                    else None
+                ),
             )
         )
     links = []
@@ -429,7 +536,7 @@ def _parse(data: Any) -> Problem:
     )
     workload = _object(top.get("workload", {}), "workload", {"batch", "context_tokens"})
     constraints = _object(
-        top.get("constraints", {}), "constraints", {"memory_headroom", "fixed_order", "ring"}
+        top.get("constraints", {}), "constraints", _CONSTRAINT_KEYS_V2 if v2 else _CONSTRAINT_KEYS
     )
     headroom = _number(constraints, "memory_headroom", "constraints", positive=False, default=0.0)
     if headroom >= 1.0:
@@ -445,6 +552,47 @@ def _parse(data: Any) -> Problem:
         memory_headroom=headroom,
         fixed_order=_bool(constraints, "fixed_order", "constraints"),
         ring=_bool(constraints, "ring", "constraints"),
+        memory_pools=_parse_pools(top.get("memory_pools", {})),
+        endpoints=_parse_endpoints(top["endpoints"]) if "endpoints" in top else None,
+        allow_disk_offload=_bool(constraints, "allow_disk_offload", "constraints"),
+    )
+
+
+def _parse_pools(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"memory_pools must be an object of pool: bytes, got {_show(value)}")
+    out = {}
+    for name in value:
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(
+                f"memory_pools: pool names must be non-empty strings, got {_show(name)}"
+            )
+        out[name] = _integer(value, name, "memory_pools", minimum=1)
+    return out
+
+
+def _parse_endpoints(value: Any) -> Endpoints:
+    where = "endpoints"
+    m = _object(value, where, {"node", "input_bytes", "output_bytes", "links"})
+    links = []
+    raw_links = m.get("links", [])
+    if not isinstance(raw_links, list):
+        raise InvalidArgument(f"endpoints.links must be a list, got {_show(raw_links)}")
+    for i, raw in enumerate(raw_links):
+        at = f"endpoints.links[{i}]"
+        x = _object(raw, at, {"device", "bandwidth", "latency"})
+        links.append(
+            EndpointLink(
+                device=_string(x, "device", at),
+                bandwidth=_number(x, "bandwidth", at, positive=True),
+                latency=_number(x, "latency", at, positive=False),
+            )
+        )
+    return Endpoints(
+        node=_string(m, "node", where),
+        input_bytes=_integer(m, "input_bytes", where, minimum=0, default=0),
+        output_bytes=_integer(m, "output_bytes", where, minimum=0, default=0),
+        links=tuple(links),
     )
 
 
@@ -472,6 +620,7 @@ def _check_problem(p: Problem) -> None:
         if pair in pairs:
             raise InvalidArgument(f"links[{i}] repeats the link between {x.a!r} and {x.b!r}")
         pairs.add(pair)
+    _check_v2_terms(p, seen)
     tokens = p.batch * p.context_tokens
     total = 0
     for i, layer in enumerate(p.layers):
@@ -488,6 +637,71 @@ def _check_problem(p: Problem) -> None:
             f"the model's resident bytes (weights + batch * context_tokens * kv) must be below "
             f"2**53, got {total}"
         )
+
+
+def _finite(x: Any, *, positive: bool) -> bool:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    return math.isfinite(x) and (x > 0 if positive else x >= 0)
+
+
+def _check_v2_terms(p: Problem, ids: set[str]) -> None:
+    """Pools, stage overheads, disk offload and endpoints (a Problem built in
+    code gets the same field-named errors as a file)."""
+    named: set[str] = set()
+    for i, d in enumerate(p.devices):
+        if d.memory_pool is not None:
+            if not isinstance(d.memory_pool, str) or not d.memory_pool:
+                raise InvalidArgument(f"devices[{i}].memory_pool must be a non-empty string")
+            named.add(d.memory_pool)
+        if not _finite(d.stage_overhead, positive=False):
+            raise InvalidArgument(
+                f"devices[{i}].stage_overhead must be non-negative and finite, "
+                f"got {_show(d.stage_overhead)}"
+            )
+        if d.disk_read_bandwidth is not None and not _finite(d.disk_read_bandwidth, positive=True):
+            raise InvalidArgument(
+                f"devices[{i}].disk_read_bandwidth must be positive and finite, "
+                f"got {_show(d.disk_read_bandwidth)}"
+            )
+    for name, capacity in p.memory_pools.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument("memory_pools: pool names must be non-empty strings")
+        if (
+            isinstance(capacity, bool)
+            or not isinstance(capacity, int)
+            or not 0 < capacity < MAX_BYTES
+        ):
+            raise InvalidArgument(
+                f"memory_pools.{name} must be a positive integer below 2**53, got {_show(capacity)}"
+            )
+        if name not in named:
+            raise InvalidArgument(f"memory_pools.{name} is named by no device's memory_pool")
+    e = p.endpoints
+    if e is None:
+        return
+    if p.ring:
+        raise InvalidArgument("endpoints and constraints.ring cannot be used together")
+    if not isinstance(e.node, str) or not e.node:
+        raise InvalidArgument("endpoints.node must be a non-empty string")
+    for key in ("input_bytes", "output_bytes"):
+        n = getattr(e, key)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or p.batch * n >= MAX_BYTES:
+            raise InvalidArgument(
+                f"endpoints.{key} must be a non-negative integer with batch * {key} below 2**53, "
+                f"got {_show(n)}"
+            )
+    linked: set[str] = set()
+    for i, x in enumerate(e.links):
+        if x.device not in ids:
+            raise InvalidArgument(f"endpoints.links[{i}].device names unknown device {x.device!r}")
+        if x.device in linked:
+            raise InvalidArgument(f"endpoints.links[{i}] repeats the link to {x.device!r}")
+        linked.add(x.device)
+        if not _finite(x.bandwidth, positive=True):
+            raise InvalidArgument(f"endpoints.links[{i}].bandwidth must be positive and finite")
+        if not _finite(x.latency, positive=False):
+            raise InvalidArgument(f"endpoints.links[{i}].latency must be non-negative and finite")
 
 
 def _layer_dict(x: Any) -> dict[str, Any]:
@@ -514,7 +728,24 @@ def _device_dict(d: DeviceSpec) -> dict[str, Any]:
     }
     if d.free_memory_bytes is not None:
         out["free_memory_bytes"] = d.free_memory_bytes
+    if d.memory_pool is not None:
+        out["memory_pool"] = d.memory_pool
+    if d.stage_overhead:
+        out["stage_overhead"] = d.stage_overhead
+    if d.disk_read_bandwidth is not None:
+        out["disk_read_bandwidth"] = d.disk_read_bandwidth
     return out
+
+
+def _endpoints_dict(e: Endpoints) -> dict[str, Any]:
+    return {
+        "node": e.node,
+        "input_bytes": e.input_bytes,
+        "output_bytes": e.output_bytes,
+        "links": [
+            {"device": x.device, "bandwidth": x.bandwidth, "latency": x.latency} for x in e.links
+        ],
+    }
 
 
 def _link_dict(x: Link) -> dict[str, Any]:

@@ -17,6 +17,7 @@ class Stage:
     last_layer: int  # inclusive
     time: float
     memory_bytes: int
+    offloaded_bytes: int = 0  # read from disk every decode step
 
     @property
     def layer_count(self) -> int:
@@ -27,8 +28,14 @@ class Stage:
 class Hop:
     source: str
     target: str
-    after_layer: int
+    after_layer: int  # -1 for the entry hop
     time: float
+    # "stage" between stages, "ring" back to the first, "entry" from the
+    # endpoints to the first stage, "exit" from the last stage to them.
+    kind: str = "stage"
+
+
+HOP_KINDS = ("stage", "ring", "entry", "exit")
 
 
 @dataclass(frozen=True)
@@ -83,18 +90,15 @@ class Placement:
             "version": 2,
             "objective": self.objective,
             "value": self.value,
-            "stages": [
-                {
-                    "device": s.device,
-                    "first_layer": s.first_layer,
-                    "last_layer": s.last_layer,
-                    "time": s.time,
-                    "memory_bytes": s.memory_bytes,
-                }
-                for s in self.stages
-            ],
+            "stages": [_stage_dict(s) for s in self.stages],
             "hops": [
-                {"from": h.source, "to": h.target, "after_layer": h.after_layer, "time": h.time}
+                {
+                    "from": h.source,
+                    "to": h.target,
+                    "after_layer": h.after_layer,
+                    "time": h.time,
+                    "kind": h.kind,
+                }
                 for h in self.hops
             ],
             "latency": self.latency,
@@ -150,6 +154,7 @@ class Placement:
                     last,
                     _real(m, "time", where),
                     _index(m, "memory_bytes", where, default=0),
+                    _index(m, "offloaded_bytes", where, default=0),
                 )
             )
         hops: list[Hop] = []
@@ -162,12 +167,17 @@ class Placement:
             ends = [m.get("from"), m.get("to")]
             if not all(isinstance(x, str) for x in ends):
                 raise InvalidArgument(f"{where}.from and .to must be strings")
+            kind = m.get("kind", "stage")
+            if kind not in HOP_KINDS:
+                raise InvalidArgument(f"{where}.kind must be one of {', '.join(HOP_KINDS)}")
+            after = -1 if kind == "entry" and m.get("after_layer") == -1 else None
             hops.append(
                 Hop(
                     str(ends[0]),
                     str(ends[1]),
-                    _index(m, "after_layer", where),
+                    _index(m, "after_layer", where) if after is None else after,
                     _real(m, "time", where),
+                    kind,
                 )
             )
         tps = top.get("tokens_per_second")
@@ -193,6 +203,19 @@ class Placement:
             single_stream_tokens_per_second=optional_rate("single_stream_tokens_per_second"),
             pipeline_tokens_per_second=optional_rate("pipeline_tokens_per_second"),
         )
+
+
+def _stage_dict(s: Stage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "device": s.device,
+        "first_layer": s.first_layer,
+        "last_layer": s.last_layer,
+        "time": s.time,
+        "memory_bytes": s.memory_bytes,
+    }
+    if s.offloaded_bytes:
+        out["offloaded_bytes"] = s.offloaded_bytes
+    return out
 
 
 # Layer indices and byte counts of a placement stay below the contract's 2**53.

@@ -42,6 +42,7 @@ def run_plan_ray(args: argparse.Namespace) -> int:
                 context_tokens=args.context,
                 dtype=args.dtype,
                 memory_headroom=args.headroom,
+                allow_disk_offload=getattr(args, "allow_disk_offload", False),
             )
             rp = xray.plan(surveyed, problem, args.objective, args.time_budget)
         finally:

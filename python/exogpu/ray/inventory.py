@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exogpu import InvalidArgument
-from exogpu.cluster import ClusterDevice
+from exogpu.cluster import ClusterDevice, pool_name
 from exogpu.ray._api import pinned, require_ray
 from exogpu.ray.errors import RayClusterError, RayTimeout, RayUnavailable
 
@@ -40,6 +40,8 @@ class NodeInventory:
     """"measured" (the node's profile) or "table" (measurement was not asked for)."""
     exogpu_version: str
     seconds: float
+    memory_pools: Mapping[str, int] = field(default_factory=dict)
+    """The node's shared memories ("<node>/host": its RAM) by name, in bytes."""
 
 
 def connect(address: str = "auto", *, timeout: float = 10.0, **init_kwargs: Any) -> None:
@@ -148,6 +150,7 @@ def _node_inventory(expected_node_id: str, measure: bool, quick: bool) -> dict[s
         out["error"] = f"{type(exc).__name__}: {exc}"
         return out
     out["devices"] = found.to_json()["devices"]
+    out["memory_pools"] = dict(found.memory_pools)
     out["speed_source"] = source
     out["seconds"] = time.monotonic() - start
     return out
@@ -189,6 +192,10 @@ def inventory(
             ) from None
         if "error" in raw:
             raise RayClusterError(f"inventory of node {node.name} ({node.ip}): {raw['error']}")
+        # The node named its pools "here/<pool>": they become "<node>/<pool>".
+        def pool(local: Any, node: RayNode = node) -> str:
+            return pool_name(node.name, str(local).split("/", 1)[-1])
+
         devices = tuple(
             ClusterDevice(
                 id=f"{node.name}/{d['id']}",
@@ -201,6 +208,10 @@ def inventory(
                     int(d["free_memory_bytes"]) if "free_memory_bytes" in d else None
                 ),
                 speed_source=str(d.get("speed_source", raw["speed_source"])),
+                memory_pool=pool(d["memory_pool"]) if "memory_pool" in d else None,
+                disk_read_bandwidth=(
+                    float(d["disk_read_bandwidth"]) if "disk_read_bandwidth" in d else None
+                ),
             )
             for d in raw["devices"]
         )
@@ -211,6 +222,9 @@ def inventory(
                 speed_source=str(raw["speed_source"]),
                 exogpu_version=str(raw["exogpu_version"]),
                 seconds=float(raw["seconds"]),
+                memory_pools={
+                    pool(k): int(v) for k, v in dict(raw.get("memory_pools", {})).items()
+                },
             )
         )
     return out

@@ -61,11 +61,13 @@ def build_cluster(inventories: Sequence[NodeInventory], topology: Topology) -> C
     if not devices:
         raise RayClusterError("no node of the Ray cluster has a device exogpu can use")
     entries = [{"id": d.id, "node": d.node} for d in devices]
+    pools = {name: size for inv in inventories for name, size in inv.memory_pools.items()}
     cluster = Cluster(
         devices=devices,
         default_link={"bandwidth": DEFAULT_LINK.bandwidth, "latency": DEFAULT_LINK.latency},
         intra_node_link=dict(INTRA_NODE_LINK),
         links=tuple(topology.links_section(entries)),
+        memory_pools=pools,
     )
     cluster.check()
     return cluster

@@ -166,6 +166,16 @@ EXPORT hipError_t hipDeviceTotalMem(std::size_t* bytes, hipDevice_t device) {
   return hipSuccess;
 }
 
+// The simulated GPUs are discrete: hipDeviceAttributeIntegrated is 0; no
+// other attribute is simulated.
+EXPORT hipError_t hipDeviceGetAttribute(int* value, int attribute, int ordinal) {
+  if (value == nullptr || attribute != hipDeviceAttributeIntegrated) return kInvalidValue;
+  int count = 0;
+  if (hipGetDeviceCount(&count) != hipSuccess || ordinal < 0 || ordinal >= count) return kInvalidDevice;
+  *value = 0;
+  return hipSuccess;
+}
+
 EXPORT hipError_t hipDeviceGetUuid(hipUUID* uuid, hipDevice_t device) {
   if (!machine().valid_device(device)) return kInvalidDevice;
   if (uuid == nullptr) return kInvalidValue;

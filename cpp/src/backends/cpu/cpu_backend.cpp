@@ -31,6 +31,7 @@
 #include "core/backends.hpp"
 #include "core/host_stream.hpp"
 #include "exogpu/error.hpp"
+#include "exogpu/registry.hpp"
 
 namespace exogpu {
 
@@ -176,15 +177,9 @@ std::string vendor_name(const std::string& vendor_id) {
   return vendor_id;
 }
 
-std::uint64_t physical_memory() {
-  if (const std::uint64_t total = meminfo_bytes("MemTotal"); total > 0) return total;
-#if defined(_WIN32)
-  return 0;
-#else
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  return pages > 0 ? static_cast<std::uint64_t>(pages) * page_size() : 0;
-#endif
-}
+// The same figure as the host memory pool's capacity (registry.hpp), so that
+// the CPU and the pool agree on what the host has.
+std::uint64_t physical_memory() { return host_physical_memory(); }
 
 // Eight independent chains of vectors per block, kept in registers, so the
 // loop is bound by FMA throughput rather than by loads and stores. The vector

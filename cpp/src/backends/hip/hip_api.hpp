@@ -23,6 +23,12 @@ inline constexpr hipError_t hipErrorNoDevice = 100;
 inline constexpr hipError_t hipErrorNotReady = 600;
 inline constexpr hipError_t hipErrorPeerAccessAlreadyEnabled = 704;
 
+// hipDeviceAttribute_t's "CUDA-compatible" block has numbered
+// hipDeviceAttributeIntegrated 16 since HIP 5.0 (HIP 6 kept the block);
+// older runtimes numbered it otherwise, so it is asked of HIP 5 or later only.
+inline constexpr int hipDeviceAttributeIntegrated = 16;
+inline constexpr int kFirstRuntimeWithIntegratedAt16 = 50000000;  // HIP 5.0.0
+
 inline constexpr unsigned hipStreamNonBlocking = 0x1;
 inline constexpr unsigned hipEventDefault = 0x0;
 inline constexpr unsigned hipEventDisableTiming = 0x2;
@@ -45,6 +51,7 @@ enum hipMemcpyKind : int {
   X(device_get, hipDeviceGet, hipError_t, (hipDevice_t * device, int ordinal))                     \
   X(device_get_name, hipDeviceGetName, hipError_t, (char* name, int len, hipDevice_t device))      \
   X(device_total_mem, hipDeviceTotalMem, hipError_t, (std::size_t * bytes, hipDevice_t device))    \
+  X(device_get_attribute, hipDeviceGetAttribute, hipError_t, (int* value, int attribute, int ordinal)) \
   X(device_get_uuid, hipDeviceGetUuid, hipError_t, (hipUUID * uuid, hipDevice_t device))           \
   X(device_get_pci_bus_id, hipDeviceGetPCIBusId, hipError_t, (char* bus_id, int len, int ordinal)) \
   X(device_can_access_peer, hipDeviceCanAccessPeer, hipError_t,                                    \

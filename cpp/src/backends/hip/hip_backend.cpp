@@ -417,21 +417,29 @@ class HipBackend final : public Backend {
       return;
     }
     for (int ordinal = 0; ordinal < count; ++ordinal) {
-      devices_.push_back(make_device(runtime, ordinal));
+      devices_.push_back(make_device(runtime, ordinal, version));
     }
     status.available = true;
   }
 
   static std::shared_ptr<Device> make_device(const std::shared_ptr<Runtime>& runtime,
-                                             int ordinal) {
+                                             int ordinal, int runtime_version) {
     DeviceInfo info;
     info.backend = "hip";
     info.index = ordinal;
     info.id = "hip:" + std::to_string(ordinal);
     info.vendor = "AMD";
-    // The attribute that tells APUs apart changed its number between HIP 5
-    // and 6, so every HIP device is reported as discrete.
+    // An APU's memory is the host's (the registry puts it in the host pool).
+    // Asked only where the attribute's number is known (hip_api.hpp); any
+    // other answer than 0 or 1 is taken as "not said": discrete.
     info.kind = DeviceKind::discrete;
+    int integrated = 0;
+    if (runtime_version >= kFirstRuntimeWithIntegratedAt16 &&
+        runtime->device_get_attribute(&integrated, hipDeviceAttributeIntegrated, ordinal) == hipSuccess &&
+        integrated == 1) {
+      info.kind = DeviceKind::integrated;
+      info.unified_memory = true;
+    }
     hipDevice_t device = 0;
     runtime->check(runtime->device_get(&device, ordinal), "hipDeviceGet", info.id);
     char name[256] = {};
