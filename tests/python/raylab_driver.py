@@ -45,7 +45,7 @@ def activation_heavy_problem(cluster: Cluster) -> Problem:
     ]
     return Problem.from_json(
         {"version": 2, "layers": layers, **cluster.to_json(),
-         "constraints": {"memory_headroom": 0.1}}  # fmt: skip
+         "constraints": {"memory_headroom": 0.1}}
     )
 
 
