@@ -28,6 +28,9 @@ class Split:
     order: tuple[int, ...]  # servers, in the order llama.cpp gets them (--rpc)
     tensor_split: tuple[float, ...] | None  # -ts; None: llama.cpp's default
     calibrates: int | None = None  # a calibration run: the whole model on this server
+    # llama-bench's placement flags as given (exogpu's emitted ones), in place
+    # of those built from `order` and `tensor_split`, which must agree with them
+    flags: tuple[str, ...] | None = None
 
     def ts_arg(self) -> str | None:
         if self.tensor_split is None:
@@ -41,7 +44,7 @@ class Run:
     samples_ms_per_token: list[float]  # one per timed repetition, the first dropped
     units: dict[int, int]  # server -> units llama.cpp gave it (from its log)
     link_bytes: list[int]  # per server link, while shaped, per generated token
-    peak_rss: list[int] = field(default_factory=list)
+    peak_memory: list[int] = field(default_factory=list)  # per server, bytes
 
 
 def units_of(split: Split, n_units: int, servers: int) -> dict[int, int]:
@@ -59,19 +62,24 @@ def units_of(split: Split, n_units: int, servers: int) -> dict[int, int]:
     return out
 
 
+def placement_flags(lab: Lab, split: Split) -> list[str]:
+    if split.flags is not None:
+        return list(split.flags)
+    flags = ["-rpc", ",".join(lab.rpc_endpoint(i) for i in split.order), "-ngl", "99"]
+    ts = split.ts_arg()
+    return flags + (["-ts", ts] if ts is not None else [])
+
+
 def run(lab: Lab, model: Path, split: Split, n_gen: int, reps: int, log: Path,
         timeout: float = 600.0) -> Run:
     lab.alive()
-    endpoints = [lab.rpc_endpoint(i) for i in split.order]
-    argv = [str(lab.tools.bench), "-m", str(model), "--rpc", ",".join(endpoints),
-            "-ngl", "99", "-p", "0", "-n", str(n_gen), "-t", "1", "-r", str(reps + 1),
+    argv = [str(lab.tools.bench), "-m", str(model), *placement_flags(lab, split),
+            "-p", "0", "-n", str(n_gen), "-t", "1", "-r", str(reps + 1),
             "--repack", "0", "--progress", "-v", "-o", "jsonl"]
-    ts = split.ts_arg()
-    if ts is not None:
-        argv += ["-ts", ts]
     if split.calibrates is not None:
         lab.set_memory_limit(split.calibrates, None)
     lab.shape(False)
+    lab.reset_peak_memory()
     before: list[int] = []
     assigned: dict[int, str] = {}
     try:
@@ -104,10 +112,9 @@ def run(lab: Lab, model: Path, split: Split, n_gen: int, reps: int, log: Path,
     rows = [json.loads(x) for x in out.splitlines() if x.strip()]
     samples = [ns / 1e6 / n_gen for ns in rows[-1]["samples_ns"]][1:]
     units = dict.fromkeys(range(len(lab.specs)), 0)
-    for device in assigned.values():
-        server = next(i for i in range(len(lab.specs)) if lab.rpc_endpoint(i) in device)
-        units[server] += 1
+    for device in assigned.values():  # RPC<k>: the k-th server of --rpc
+        units[split.order[int(device.removeprefix("RPC"))]] += 1
     tokens = (reps + 1) * n_gen + 1  # the warm-up token ran shaped too
     per_token = [round((b - a) / tokens) for a, b in zip(before, after, strict=True)]
     return Run(split, samples, units, per_token,
-               [lab.peak_rss(i) for i in range(len(lab.specs))])
+               [lab.peak_memory(i) for i in range(len(lab.specs))])

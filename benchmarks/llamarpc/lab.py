@@ -230,11 +230,22 @@ class Lab:
                     _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate",
                          f"{spec.rate_mbit}mbit", "burst", TBF_BURST, "latency", "100ms")
 
-    def set_memory_limit(self, i: int, limit: int | None) -> None:
+    def set_memory_limit(self, i: int, limit: int | None, timeout: float = 20.0) -> None:
         """Server i's memory limit; None lifts it (a calibration run holds
-        the whole model on one server)."""
-        path = CGROUP / "memory" / self.cgroup[i] / "memory.limit_in_bytes"
-        path.write_text(str(limit) if limit is not None else "-1")
+        the whole model on one server). Lowering it waits until the server
+        has freed what the last client had it allocate."""
+        group = CGROUP / "memory" / self.cgroup[i]
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                (group / "memory.limit_in_bytes").write_text(str(limit or -1))
+                return
+            except OSError as e:  # EBUSY: it holds more than the new limit, for now
+                if time.monotonic() > deadline:
+                    usage = int((group / "memory.usage_in_bytes").read_text())
+                    raise RuntimeError(f"server {self.specs[i].name} still holds {usage} "
+                                       f"bytes, more than its limit {limit}") from e
+                time.sleep(0.2)
 
     def link_bytes(self) -> list[int]:
         """Bytes that crossed each link so far, both directions."""
@@ -247,12 +258,13 @@ class Lab:
             out.append(sum(int(x) for x in text.split()))
         return out
 
-    def peak_rss(self, i: int) -> int:
-        """Server i's peak resident set, in bytes."""
-        for line in Path(f"/proc/{self.servers[i].pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        return 0
+    def reset_peak_memory(self) -> None:
+        for name in self.cgroup:
+            (CGROUP / "memory" / name / "memory.max_usage_in_bytes").write_text("0")
+
+    def peak_memory(self, i: int) -> int:
+        """The most memory server i's group held since the last reset, in bytes."""
+        return int((CGROUP / "memory" / self.cgroup[i] / "memory.max_usage_in_bytes").read_text())
 
     def client(self, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.client_ns, *argv]
