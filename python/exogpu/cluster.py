@@ -8,7 +8,9 @@ probe measures it; ``Cluster.with_profile()`` is where measured figures go.
 
 A cluster file may also say how each node is reached, for the engines that
 connect nodes (exogpu.placement.emit): ``"nodes": {"pc": {"address":
-"192.168.1.10"}}`` (HOST or HOST:PORT).
+"192.168.1.10"}}`` (HOST or HOST:PORT); and the contract's ``endpoints``: the
+host that gives every token's input and takes its output (llama.cpp's RPC
+client) and its measured link to each device.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Cluster:
     links: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     # node -> "HOST" or "HOST:PORT"; not part of the placement contract
     addresses: dict[str, str] = field(default_factory=dict)
+    # the contract's endpoints, as given (docs/placement.md)
+    endpoints: dict[str, Any] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Cluster:
@@ -71,6 +75,7 @@ class Cluster:
             "name",
             "description",
             "nodes",
+            "endpoints",
         }
         unknown = sorted(str(k) for k in data if k not in allowed)
         if unknown:
@@ -81,7 +86,7 @@ class Cluster:
         contract = {k: v for k, v in data.items() if k not in ("name", "description", "nodes")}
         dummy = {"name": "probe", "weight_bytes": 0, "flops_per_token": 0.0}
         try:
-            Problem.from_json({"layers": [dummy], **contract})
+            Problem.from_json({"version": 2, "layers": [dummy], **contract})
         except InvalidArgument as e:
             raise InvalidArgument(f"{where}: {e}") from None
         devices = data["devices"]
@@ -107,6 +112,7 @@ class Cluster:
             intra_node_link=dict(data["intra_node_link"]) if "intra_node_link" in data else None,
             links=tuple(dict(x) for x in links),
             addresses=_node_addresses(data.get("nodes", {}), {d.node for d in parsed}, where),
+            endpoints=dict(data["endpoints"]) if "endpoints" in data else None,
         )
         cluster.check()
         return cluster
@@ -116,7 +122,7 @@ class Cluster:
         from exogpu.placement.problem import Problem
 
         dummy = {"name": "probe", "weight_bytes": 0, "flops_per_token": 0.0}
-        Problem.from_json({"layers": [dummy], **self.to_json()})
+        Problem.from_json({"version": 2, "layers": [dummy], **self.to_json()})
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -126,6 +132,8 @@ class Cluster:
         }
         if self.intra_node_link is not None:
             out["intra_node_link"] = dict(self.intra_node_link)
+        if self.endpoints is not None:
+            out["endpoints"] = dict(self.endpoints)
         return out
 
     def with_profile(self, profile: Mapping[str, Any]) -> Cluster:
