@@ -189,7 +189,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     tools = ensure_built()
     files = {s.name: gguf_model.ensure_model(s, cache_dir() / "llama-rpc-models") for s in shapes}
     started = time.time()
-    raw: dict[str, Any] = {"llama_cpp_python": LLAMA_CPP_PYTHON,
+    raw: dict[str, Any] = {"llama_cpp_python": LLAMA_CPP_PYTHON, "reps": args.reps,
+                           "n_gen": args.n_gen, "rounds": args.rounds,
                            "cluster": [asdict(s) for s in CLUSTER],
                            "load_before": os.getloadavg(), "shapes": {}}
     with lab.Lab(tools, CLUSTER, args.out / "logs") as tb:

@@ -27,6 +27,13 @@ class Row:
     # of the uncalibrated error, the part the stages' compute times make
     # (uncalibrated minus calibrated), the rest being hops and measurement
     compute_share_of_uncal_error: float = 0.0
+    # calibrated error of each round, against that round's own calibration:
+    # the runs closest in time, so the machine's drift over the rounds cancels
+    round_errors: list[float] | None = None
+
+    @property
+    def paired_error(self) -> float:
+        return statistics.median(self.round_errors) if self.round_errors else self.error
 
     @property
     def median(self) -> float:
@@ -63,6 +70,16 @@ def analyse(raw: dict[str, Any], shape_raw: dict[str, Any]) -> dict[str, Any]:
                   {c.name: b for c, b in zip(cluster, s["link_bytes_per_token"], strict=True)})
         compute_gap = sum(x.time for x in with_uncal.stages) - sum(x.time for x in with_cal.stages)
         row.compute_share_of_uncal_error = compute_gap * 1e3 / (row.predicted_uncal_ms - row.median)
+        reps = raw.get("reps", 3)
+        rounds = len(s["samples_ms"]) // reps
+        row.round_errors = []
+        for r in range(rounds):
+            window = slice(r * reps, (r + 1) * reps)
+            that_round = predict.calibrated(uncal, cluster, {
+                c["calibrates"]: statistics.median(c["samples_ms"][window]) for c in splits
+                if c["calibrates"] is not None})
+            row.round_errors.append(predict.predict(that_round, stages).latency * 1e3
+                                    / statistics.median(s["samples_ms"][window]) - 1)
         rows.append(row)
     # The plan measured came from the first calibration; does exogpu still make it?
     first = {int(k): v for k, v in shape_raw["first_calibration_ms"].items()}
@@ -93,18 +110,20 @@ def ranking(rows: list[Row], margin: float = 0.10) -> list[tuple[str, str, bool]
 def print_table(result: dict[str, Any]) -> None:
     rows: list[Row] = result["rows"]
     print(f"\n{result['name']}: ms per generated token; measured: median of "
-          f"{len(rows[0].measured_ms)} timed runs of 32 tokens (spread: max-min over median)")
+          f"{len(rows[0].measured_ms)} timed runs of 32 tokens (spread: max-min over median); "
+          "calib: predicted from the median calibration; paired: median over the rounds of "
+          "each round's error against that round's calibration")
     print("calibration (whole model on one server): " + ", ".join(
         f"{k} {v:.1f} ms" for k, v in result["calibration_ms"].items()))
     head = (f"{'split':<27}{'units (--rpc order)':<25}{'measured':>9}{'spread':>7}"
-            f"{'calib':>8}{'err':>8}{'uncal':>8}{'err':>8}")
+            f"{'calib':>8}{'err':>8}{'paired':>8}{'uncal':>8}{'err':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
         units = " ".join(f"{k}:{v}" for k, v in r.units.items())
         spread = (max(r.measured_ms) - min(r.measured_ms)) / r.median
         print(f"{r.label:<27}{units:<25}{r.median:9.1f}{100 * spread:6.0f}%"
-              f"{r.predicted_ms:8.1f}{100 * r.error:+7.1f}%"
+              f"{r.predicted_ms:8.1f}{100 * r.error:+7.1f}%{100 * r.paired_error:+7.1f}%"
               f"{r.predicted_uncal_ms:8.1f}{100 * r.error_uncal:+7.1f}%")
     by = {r.label: r for r in rows}
     plan, default = by["exogpu plan"], by["default"]
@@ -119,7 +138,10 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"pairs of splits more than 10 % apart: {len(pairs)}, ranked right: "
           f"{len(pairs) - len(wrong)}" + "".join(f"\n  ranked wrong: {a} < {b}" for a, b in wrong))
     worst = max(rows, key=lambda r: abs(r.error))
-    print(f"largest calibrated error: {100 * worst.error:+.1f} % ({worst.label})")
+    paired = max(rows, key=lambda r: abs(r.paired_error))
+    print(f"largest calibrated error: {100 * worst.error:+.1f} % ({worst.label}); paired by "
+          f"round (median of each round's error): {100 * paired.paired_error:+.1f} % "
+          f"({paired.label})")
     share = statistics.median(r.compute_share_of_uncal_error for r in rows)
     print(f"uncalibrated errors {min(100 * r.error_uncal for r in rows):+.0f} % to "
           f"{max(100 * r.error_uncal for r in rows):+.0f} %: the stages' compute time makes "
