@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -226,6 +227,9 @@ def main() -> int:
     parser.add_argument("--analyze", type=Path, metavar="MEASURED_JSON",
                         help="price saved measurements again instead of measuring")
     args = parser.parse_args()
+    # SIGTERM (a timeout, a CI runner) unwinds like Ctrl-C, so that the lab's
+    # processes, namespaces and cgroups are removed on the way out
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.analyze:
         raw = json.loads(args.analyze.read_text())
         args.out = args.analyze.parent

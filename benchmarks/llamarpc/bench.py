@@ -102,6 +102,9 @@ def run(lab: Lab, model: Path, split: Split, n_gen: int, reps: int, log: Path,
                 rc = proc.wait()
             finally:
                 timer.cancel()
+                if proc.poll() is None:  # interrupted: stop it before the lab goes
+                    proc.kill()
+                    proc.wait()
             after = lab.link_bytes() if before else []
     finally:
         lab.shape(False)
