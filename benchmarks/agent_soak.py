@@ -16,7 +16,7 @@ Then the agent is stopped and its audit log read back: every valid request must
 be there as a success, every flood and half-open connection as a refusal
 (summing the coalesced counts), the log must verify, and nothing be dropped.
 
-    PYTHONPATH=python python benchmarks/agent_soak.py --seconds 60 --clients 200
+    python benchmarks/agent_soak.py --seconds 60 --clients 200
 
 Prints one JSON object. Nothing leaves the machine.
 """

@@ -8,7 +8,7 @@ divided by the time, so it counts handshakes the server finished, not ones the
 client merely sent. Cases: revocation off; on with an empty CRL; on with a CRL
 of `--revoked` serials (the client's own not among them).
 
-    PYTHONPATH=python python benchmarks/handshake_revocation.py
+    python benchmarks/handshake_revocation.py
 
 Prints one JSON object. Nothing leaves the machine.
 """

@@ -1,6 +1,6 @@
 """How well solve() keeps its time budget (docs/placement.md, "Time budget").
 
-    PYTHONPATH=python:benchmarks python benchmarks/placement_budget.py [--quick]
+    python benchmarks/placement_budget.py [--quick]
 
 For layers up to the contract's 100000 and devices up to its 64 (distinct
 kinds, so nothing collapses), each objective and a few budgets: the wall time

@@ -1,6 +1,6 @@
 """Figures of the native layer-placement search.
 
-    PYTHONPATH=python:benchmarks python benchmarks/placement_report.py [--no-milp]
+    python benchmarks/placement_report.py [--no-milp]
 
 1. Llama 3 70B (bf16, 4096-token context) on 8 heterogeneous devices over 3
    nodes: median solve time per objective (3 warm-up runs, then 21).

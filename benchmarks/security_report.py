@@ -1,6 +1,6 @@
 """Figures for the security layer, each beside a reference measured in the same run.
 
-  PYTHONPATH=python python benchmarks/security_report.py [--quick] [--json]
+  python benchmarks/security_report.py [--quick] [--json]
 
 1. Permission checks per second (cached AccessControl.allowed), against evaluating
    the same policy without the cache.

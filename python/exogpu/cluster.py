@@ -14,7 +14,9 @@ that RAM once.
 
 A cluster file may also say how each node is reached, for the engines that
 connect nodes (exogpu.placement.emit): ``"nodes": {"pc": {"address":
-"192.168.1.10"}}`` (HOST or HOST:PORT).
+"192.168.1.10"}}`` (HOST or HOST:PORT); and the contract's ``endpoints``: the
+host that gives every token's input and takes its output (llama.cpp's RPC
+client) and its measured link to each device.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class Cluster:
     memory_pools: dict[str, int] = field(default_factory=dict)
     # node -> "HOST" or "HOST:PORT"; not part of the placement contract
     addresses: dict[str, str] = field(default_factory=dict)
+    # the contract's endpoints, as given (docs/placement.md)
+    endpoints: dict[str, Any] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Cluster:
@@ -83,6 +87,7 @@ class Cluster:
             "name",
             "description",
             "nodes",
+            "endpoints",
         }
         unknown = sorted(str(k) for k in data if k not in allowed)
         if unknown:
@@ -126,6 +131,7 @@ class Cluster:
             links=tuple(dict(x) for x in links),
             memory_pools={str(k): int(v) for k, v in data.get("memory_pools", {}).items()},
             addresses=_node_addresses(data.get("nodes", {}), {d.node for d in parsed}, where),
+            endpoints=dict(data["endpoints"]) if "endpoints" in data else None,
         )
         cluster.check()
         return cluster
@@ -147,6 +153,8 @@ class Cluster:
             out["intra_node_link"] = dict(self.intra_node_link)
         if self.memory_pools:
             out["memory_pools"] = dict(self.memory_pools)
+        if self.endpoints is not None:
+            out["endpoints"] = dict(self.endpoints)
         return out
 
     def with_profile(self, profile: Mapping[str, Any]) -> Cluster:

@@ -122,3 +122,21 @@ def test_moe_read_bytes_speed_up_decode() -> None:
     # 2 of 8 experts streamed: clearly faster, never more than 4x (attention stays)
     ratio = after.single_stream_tokens_per_second / before.single_stream_tokens_per_second
     assert 1.5 < ratio < 4.0
+
+
+def test_q8_0_weights_and_float32_activations() -> None:
+    # GGUF's Q8_0 stores 32 weights as 32 int8 and one float16 scale: 34 bytes
+    config = {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
+              "num_attention_heads": 32, "num_key_value_heads": 4, "vocab_size": 32000}
+    model = models.Model.from_config(config, name="tinyllama-shape")
+    q8 = model.layers("q8_0", activation_dtype="f32")
+    bf16 = model.layers("bf16")
+    block_params = 2 * 2048 * 2048 + 2 * 2048 * 256 + 3 * 2048 * 5632 + 2 * 2048
+    assert q8[1].weight_bytes == block_params // 32 * 34
+    assert q8[0].weight_bytes == 32000 * 2048 // 32 * 34
+    # llama.cpp hands float32 hidden states between devices; the logits are float32 always
+    assert [x.activation_bytes for x in q8[:-1]] == [4 * 2048] * 23
+    assert [x.activation_bytes for x in bf16[:-1]] == [2 * 2048] * 23
+    assert q8[-1].activation_bytes == bf16[-1].activation_bytes == 4 * 32000
+    with pytest.raises(exogpu.InvalidArgument, match="activation_dtype must be one of"):
+        model.layers("q8_0", activation_dtype="f16")

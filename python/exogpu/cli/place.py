@@ -14,8 +14,11 @@ from rich.table import Table
 
 from exogpu import InvalidArgument
 from exogpu.bounded_input import load_json
+from exogpu.models import DTYPES
 from exogpu.placement import BASELINES, OBJECTIVES, STRATEGIES, Placement, Problem, solve
 from exogpu.placement.emit import DEFAULT_RPC_PORT, ENGINES, EnginePlan, emit
+from exogpu.placement.engines import ENGINES as ENGINE_PROFILES
+from exogpu.placement.engines import apply_engine
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +42,7 @@ def register(subparsers: Any) -> None:
     place.add_argument("--strategy", choices=STRATEGIES, default="optimal")
     place.add_argument("--time-budget", type=float, default=1.0, metavar="SECONDS")
     place.add_argument("--json", action="store_true", help="print the contract's output JSON")
+    _add_engine_argument(place)
     _add_emit_arguments(place)
     place.set_defaults(func=run_place)
 
@@ -60,7 +64,7 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="concurrent requests to serve (default 1: one chat, optimised for latency)",
     )
-    plan.add_argument("--dtype", choices=("bf16", "fp8", "int4"), default="bf16")
+    plan.add_argument("--dtype", choices=DTYPES, default="bf16")
     plan.add_argument("--context", type=int, default=0, metavar="TOKENS")
     plan.add_argument("--batch", type=int, default=1)
     plan.add_argument("--headroom", type=float, default=0.1, help="memory fraction kept free")
@@ -87,8 +91,20 @@ def register(subparsers: Any) -> None:
         metavar="ADDRESS",
         help="survey the running Ray cluster at HOST:PORT (or 'auto') and place on it",
     )
+    _add_engine_argument(plan)
     _add_emit_arguments(plan)
     plan.set_defaults(func=run_plan)
+
+
+def _add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_PROFILES,
+        default="direct",
+        help="price the plan as this engine moves data: direct (the contract's hops, the "
+        "default) or llama.cpp-rpc (its client keeps the embedding and relays every hop; "
+        "needs the problem's or cluster file's endpoints)",
+    )
 
 
 def _add_emit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +194,7 @@ def _read_previous(path: str) -> Any:
 
 def run_place(args: argparse.Namespace) -> int:
     try:
-        problem = Problem.from_json(Path(args.problem))
+        problem = apply_engine(Problem.from_json(Path(args.problem)), args.engine)
         previous = _read_previous(args.previous) if args.previous else None
         result = solve(
             problem,
@@ -268,7 +284,10 @@ def run_plan(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             memory_headroom=args.headroom,
             allow_disk_offload=args.allow_disk_offload,
+            # llama.cpp hands float32 hidden states from device to device
+            activation_dtype="f32" if args.engine == "llama.cpp-rpc" else "bf16",
         )
+        problem = apply_engine(problem, args.engine)
         if args.thermal:
             problem, thermal = _thermal_weights(problem)
         best = solve(problem, args.objective, args.time_budget)

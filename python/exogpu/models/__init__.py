@@ -6,14 +6,16 @@ into the placement contract's layers: the embedding, every decoder block, and
 the output head (final norm + LM head), each with
 
 * ``weight_bytes``: parameters x bytes per parameter of the dtype (bf16 2,
-  fp8 1, int4 0.5 plus one bf16 scale per 128 weights);
+  fp8 1, int4 0.5 plus one bf16 scale per 128 weights, q8_0 1 plus one
+  float16 scale per 32 weights: GGUF's Q8_0 blocks);
 * ``kv_bytes_per_token``: K and V of every KV head (GQA) in the KV dtype
   (bf16 unless told), or for multi-head latent attention (DeepSeek) the
   compressed latent plus the RoPE key: kv_lora_rank + qk_rope_head_dim values;
 * ``flops_per_token``: 2 per active parameter of the matrix products (for a
   mixture of experts, only the routed top-k and the shared experts) plus
   attention over the context, 4 x heads x head_dim x context;
-* ``activation_bytes``: the hidden state passed to the next stage (bf16);
+* ``activation_bytes``: the hidden state passed to the next stage, in the
+  activation dtype (bf16 unless told; llama.cpp passes float32);
 * ``read_bytes_per_token``: the weight bytes one decode step of ``batch``
   sequences streams: a dense layer all its weights, the embedding ``batch``
   rows (a lookup, not a product), a mixture-of-experts block its attention,
@@ -35,8 +37,10 @@ from typing import Any
 from exogpu import InvalidArgument
 from exogpu.bounded_input import load_json
 
-DTYPES = ("bf16", "fp8", "int4")
+DTYPES = ("bf16", "fp8", "int4", "q8_0")
 INT4_GROUP = 128  # weights per bf16 scale
+Q8_0_BLOCK = 32  # weights per float16 scale in GGUF's Q8_0
+ACTIVATION_DTYPES = {"bf16": 2, "f32": 4}
 
 
 def bytes_per_parameter(dtype: str) -> float:
@@ -46,6 +50,8 @@ def bytes_per_parameter(dtype: str) -> float:
         return 1.0
     if dtype == "int4":
         return 0.5 + 2.0 / INT4_GROUP
+    if dtype == "q8_0":
+        return 1.0 + 2.0 / Q8_0_BLOCK
     raise InvalidArgument(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
@@ -113,15 +119,23 @@ class Model:
         context_tokens: int = 0,
         kv_dtype: str = "bf16",
         batch: int = 1,
+        activation_dtype: str = "bf16",
     ) -> list[ModelLayer]:
         """The contract's layers for weights in `dtype`, attention over
-        `context_tokens`, decode steps of `batch` sequences."""
+        `context_tokens`, decode steps of `batch` sequences, hidden states
+        passed between stages in `activation_dtype` (the logits are float32)."""
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InvalidArgument(f"batch must be a positive integer, got {batch!r}")
         wbytes = bytes_per_parameter(dtype)
         kv_elem = {"bf16": 2, "fp8": 1}.get(kv_dtype)
         if kv_elem is None:
             raise InvalidArgument(f"kv_dtype must be bf16 or fp8, got {kv_dtype!r}")
+        act_elem = ACTIVATION_DTYPES.get(activation_dtype)
+        if act_elem is None:
+            raise InvalidArgument(
+                f"activation_dtype must be one of {', '.join(ACTIVATION_DTYPES)}, "
+                f"got {activation_dtype!r}"
+            )
         if (
             isinstance(context_tokens, bool)
             or not isinstance(context_tokens, int)
@@ -151,7 +165,11 @@ class Model:
                     weight_bytes=round(layer.parameters * wbytes),
                     kv_bytes_per_token=layer.kv_bytes_per_token * kv_elem,
                     flops_per_token=2.0 * layer.active_parameters + attention,
-                    activation_bytes=layer.activation_bytes,
+                    # the output head hands on float32 logits, every other
+                    # layer a hidden state in the activation dtype
+                    activation_bytes=layer.activation_bytes
+                    if layer.name == "output"
+                    else s["hidden"] * act_elem,
                     read_bytes_per_token=round(read * wbytes),
                     experts=layer.experts,
                 )

@@ -194,14 +194,21 @@ class Problem:
         fixed_order: bool = False,
         ring: bool = False,
         allow_disk_offload: bool = False,
+        activation_dtype: str = "bf16",
     ) -> Problem:
-        """The problem of placing `model` (exogpu.models) on `cluster` (exogpu.cluster)."""
+        """The problem of placing `model` (exogpu.models) on `cluster` (exogpu.cluster),
+        its stages handing on hidden states in `activation_dtype`."""
         return _parse(
             {
                 "version": VERSION,
                 "layers": [
                     _layer_dict(x)
-                    for x in model.layers(dtype=dtype, context_tokens=context_tokens, batch=batch)
+                    for x in model.layers(
+                        dtype=dtype,
+                        context_tokens=context_tokens,
+                        batch=batch,
+                        activation_dtype=activation_dtype,
+                    )
                 ],
                 **cluster.to_json(),
                 "workload": {"batch": batch, "context_tokens": context_tokens},
